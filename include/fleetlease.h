@@ -1,0 +1,355 @@
+/*
+ * fleetlease.h -- time-limited, heartbeated leases on shared inference hosts.
+ *
+ * This header is the manual of libfleetlease.  Everything a program may use
+ * is declared here; nothing else in the library is exported.
+ *
+ * Concepts
+ * --------
+ * A *provider* is one inference host, named by an opaque id such as
+ * "gpu-01" (1-128 bytes of [A-Za-z0-9._:/-]).  A *lease* is a claim on one
+ * provider, either FL_SHARED (any number at once) or FL_EXCLUSIVE (alone).
+ * Leases live in a *store* that every writer reaches: an SQLite file on one
+ * machine, or a PostgreSQL database for a fleet.  The store's clock decides
+ * expiry; the caller's clock is never compared with it.
+ *
+ * Reader-writer rule: an exclusive request that finds shared holders and is
+ * willing to wait registers a *pending* intent.  While it is pending the
+ * provider is "draining": no new shared lease is granted, so a benchmark is
+ * never starved.  It becomes active once the shared holders are gone.
+ *
+ * Every grant carries a *fence*: a number that rises with every grant on a
+ * provider and is never reused, even across a restore of the store from a
+ * backup (it is never below the store's clock in milliseconds).  Pass it to
+ * the resource where the resource can check it.
+ *
+ * Every grant also carries a *token*: 128 random bits from getrandom(2),
+ * written as 32 lowercase hex digits.  The token is the only capability that
+ * renews or releases a lease; list and history never show it.
+ *
+ * Conventions
+ * -----------
+ * - Functions return an fl_code: FL_OK (0) or a positive error.  The codes
+ *   are stable and never renumbered.  fl_strerror() names a code;
+ *   fl_errmsg() gives the detailed message of the last failed call on a
+ *   handle ("provider: must be 1-128 bytes of [A-Za-z0-9._:/-], got 130").
+ * - Times are milliseconds since the Unix epoch on the *store's* clock
+ *   (int64_t, suffix _ms).  Durations are milliseconds.
+ * - Strings passed in are borrowed for the duration of the call only.
+ *   Structs filled by the library use fixed buffers: nothing to free, unless
+ *   a function says it allocates (fl_list, fl_history: free with fl_free).
+ * - Passing NULL where a handle or required string is expected returns
+ *   FL_EINVAL; closing or freeing NULL is a no-op.
+ * - Thread safety: an fl_store handle may be used by one thread at a time
+ *   (like an sqlite3 connection).  Different handles are independent and may
+ *   be used concurrently, in one process or many.  An fl_grant owns its own
+ *   handle and threads; its functions may be called from any one thread.
+ */
+#ifndef FLEETLEASE_H
+#define FLEETLEASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(FL_BUILDING_LIBRARY) && defined(__GNUC__)
+#define FL_EXTERN __attribute__((visibility("default")))
+#else
+#define FL_EXTERN
+#endif
+
+#define FL_VERSION_MAJOR 0
+#define FL_VERSION_MINOR 1
+#define FL_VERSION_PATCH 0
+#define FL_VERSION_STRING "0.1.0"
+
+/* Input limits.  Nothing is ever truncated: longer input is refused. */
+#define FL_PROVIDER_MAX 128   /* bytes of [A-Za-z0-9._:/-] */
+#define FL_TEXT_MAX 256       /* holder, purpose, writer: UTF-8 bytes */
+#define FL_TOKEN_LEN 32       /* lowercase hex digits */
+#define FL_TTL_MIN_MS 1000LL
+#define FL_TTL_MAX_MS (24LL * 3600 * 1000)
+#define FL_WAIT_MAX_MS (7LL * 24 * 3600 * 1000)
+#define FL_URL_MAX 4096
+#define FL_MESSAGE_MAX 1024
+
+/* Error codes.  Stable: append only, never renumber. */
+typedef enum fl_code {
+    FL_OK = 0,
+    FL_EINVAL = 1,    /* an argument is invalid; fl_errmsg names field and limit */
+    FL_ECONFLICT = 2, /* provider held by someone else, or not granted within wait */
+    FL_ENOTFOUND = 3, /* no live lease has this token: released, swept, never granted */
+    FL_EEXPIRED = 4,  /* the lease lapsed on the store's clock; it cannot be renewed */
+    FL_ELOST = 5,     /* a grant passed its local deadline without a successful renew */
+    FL_EUNAVAIL = 6,  /* the store cannot be reached, or stayed busy past its timeout */
+    FL_ESTORE = 7,    /* the store answered with an error (schema, permissions, SQL) */
+    FL_ENOMEM = 8,    /* out of memory */
+    FL_ESYS = 9,      /* a system call failed (errno in the message) */
+    FL_EURL = 10      /* the store URL is malformed or names an unknown scheme */
+} fl_code;
+
+/* Short, static English description of a code; never NULL. */
+FL_EXTERN const char *fl_strerror(int code);
+
+typedef enum fl_mode { FL_SHARED = 1, FL_EXCLUSIVE = 2 } fl_mode;
+
+/* "shared" / "exclusive"; "?" for anything else. */
+FL_EXTERN const char *fl_mode_name(fl_mode mode);
+
+/* The state of one lease row. */
+typedef enum fl_lease_state {
+    FL_LEASE_ACTIVE = 1,  /* granted, valid until expires_at_ms */
+    FL_LEASE_PENDING = 2  /* an exclusive intent waiting for shared holders to drain */
+} fl_lease_state;
+
+/* The state of a provider as a whole, as a writer sees it. */
+typedef enum fl_pstate {
+    FL_PSTATE_FREE = 0,      /* no live lease */
+    FL_PSTATE_SHARED = 1,    /* one or more shared leases, no exclusive intent */
+    FL_PSTATE_DRAINING = 2,  /* an exclusive is pending; shared holders finishing */
+    FL_PSTATE_EXCLUSIVE = 3  /* an exclusive lease is active */
+} fl_pstate;
+
+/* "free", "shared", "draining", "exclusive". */
+FL_EXTERN const char *fl_pstate_name(fl_pstate state);
+
+typedef struct fl_lease {
+    char token[FL_TOKEN_LEN + 1];     /* empty in fl_list / verdict results */
+    char provider[FL_PROVIDER_MAX + 1];
+    char holder[FL_TEXT_MAX + 1];
+    char purpose[FL_TEXT_MAX + 1];
+    fl_mode mode;
+    fl_lease_state state;
+    int64_t fence;                    /* 0 while pending */
+    int64_t ttl_ms;
+    int64_t acquired_at_ms;           /* grant time (pending: time of the intent) */
+    int64_t heartbeat_at_ms;          /* last successful renew, or grant time */
+    int64_t expires_at_ms;            /* store clock; the lease is gone at this instant */
+} fl_lease;
+
+/*
+ * A check verdict: may `writer` dispatch to `provider` now?
+ * message is always set: "host leased for <purpose> by <holder> until <RFC
+ * 3339 time>" when refused (with " (draining: exclusive pending)" appended
+ * while draining), a short description when allowed.
+ */
+typedef struct fl_verdict {
+    int allowed;            /* 1: dispatch; 0: do not */
+    fl_pstate state;
+    int shared_count;       /* live shared leases */
+    int stale;              /* 1: the store was unreachable; answered from the last state read */
+    int fail_open;          /* 1: stale state had itself expired; allowed without knowledge */
+    fl_lease blocker;       /* when !allowed: the exclusive lease (active or pending); token empty */
+    int64_t retry_after_ms; /* when !allowed: until the blocker's expiry, at least 1000 */
+    int64_t now_ms;         /* the store's clock when the state was read */
+    char message[FL_MESSAGE_MAX];
+} fl_verdict;
+
+/* One audit event from the history table. */
+typedef struct fl_event {
+    int64_t id;                       /* rises with every event in a store */
+    int64_t at_ms;                    /* store clock */
+    char event[16];                   /* granted renewed released expired refused pending */
+    char provider[FL_PROVIDER_MAX + 1];
+    char holder[FL_TEXT_MAX + 1];
+    char purpose[FL_TEXT_MAX + 1];
+    fl_mode mode;
+    int64_t fence;                    /* 0 for refused and pending */
+    int64_t expires_at_ms;            /* for granted/renewed: the new expiry; expired: the lapsed one */
+    char detail[FL_MESSAGE_MAX];      /* refused: the message; otherwise may be empty */
+} fl_event;
+
+/* ---- Store handles -------------------------------------------------- */
+
+typedef struct fl_store fl_store;
+
+/*
+ * Resolve the store URL the way every fleetlease program does: `explicit_url`
+ * if not NULL, else $FLEETLEASE_DB, else $DATABASE_URL, else
+ * ${XDG_STATE_HOME:-$HOME/.local/state}/fleetlease/leases.db.
+ * Writes at most `len` bytes including the NUL.  FL_EINVAL if it does not fit.
+ */
+FL_EXTERN int fl_resolve_url(const char *explicit_url, char *buf, size_t len);
+
+/*
+ * Open a store.  URL forms:
+ *   /path/to/file.db, ./rel.db, sqlite:PATH      SQLite (created on first use,
+ *                                                 parent directory included)
+ *   postgresql://..., postgres://...             PostgreSQL (libpq syntax)
+ * The schema is created or migrated on open, safely when many processes open
+ * at once.  On failure *out is still set to a handle whose fl_errmsg() says
+ * why (or NULL on FL_ENOMEM); close it with fl_close().
+ */
+FL_EXTERN int fl_open(const char *url, fl_store **out);
+FL_EXTERN void fl_close(fl_store *st);
+
+/* Message of the last failed call on st; "" after success; never NULL. */
+FL_EXTERN const char *fl_errmsg(const fl_store *st);
+
+/* "sqlite" or "postgresql". */
+FL_EXTERN const char *fl_store_kind(const fl_store *st);
+
+/* The URL with any password replaced by "***", safe for logs. */
+FL_EXTERN const char *fl_store_display(const fl_store *st);
+
+/* The store's clock, in ms since the epoch. */
+FL_EXTERN int fl_store_now(fl_store *st, int64_t *now_ms);
+
+/* ---- Lease operations ----------------------------------------------- */
+
+/*
+ * Acquire a lease.  Atomic across processes and machines.
+ *   wait_ms = 0: one attempt.  > 0: retry with jittered back-off (and store
+ *   notifications where the store has them) until granted or wait_ms passed.
+ *   An exclusive request that waits registers a pending intent, which blocks
+ *   new shared grants until it is granted, given up, or lapses.
+ * On FL_OK *out holds the lease, token included; expires_at_ms is counted
+ * from the moment of the grant on the store's clock.
+ * On FL_ECONFLICT, if `conflict` is not NULL it holds the verdict that
+ * refused (blocker, state, message).  A refusal is recorded once in the
+ * history, when the call gives up.
+ */
+FL_EXTERN int fl_acquire(fl_store *st, const char *provider, const char *holder,
+                         const char *purpose, fl_mode mode, int64_t ttl_ms,
+                         int64_t wait_ms, fl_lease *out, fl_verdict *conflict);
+
+/*
+ * Renew the lease named by token: expires_at becomes store-now + its ttl.
+ * FL_EEXPIRED if it lapsed (even if no sweep ran yet), FL_ENOTFOUND if it is
+ * not live.  Never creates a lease.  *out (may be NULL) gets the new state.
+ */
+FL_EXTERN int fl_heartbeat(fl_store *st, const char *token, fl_lease *out);
+
+/*
+ * Release the lease named by token.  Only that lease is touched: a late or
+ * repeated release never affects a later grant.  FL_EEXPIRED if it had
+ * already lapsed, FL_ENOTFOUND if there is no such live lease.
+ */
+FL_EXTERN int fl_release(fl_store *st, const char *token);
+
+/*
+ * THE check helper: every writer path (library, CLI, HTTP, gateway, nginx
+ * auth_request) decides through this function.  writer may be NULL
+ * (anonymous); token may be NULL.  A writer whose name is the exclusive
+ * holder's, or who presents its token, is allowed.
+ * Store unreachable: the verdict comes from the last state this handle (or
+ * the check cache, see fl_set_cache_dir) read for the provider, with
+ * stale = 1, while the leases in it are unexpired by the local estimate of
+ * the store clock; after that it fails open (allowed = 1, fail_open = 1).
+ * Returns FL_OK whenever a verdict was produced, stale or not.
+ */
+FL_EXTERN int fl_check(fl_store *st, const char *provider, const char *writer,
+                       const char *token, fl_verdict *out);
+
+/*
+ * Keep the last state read by fl_check in files under dir (one small file
+ * per provider, replaced atomically), so that separate processes such as
+ * the CLI can answer from it when the store is down.  NULL turns it off
+ * (the default): then only this handle's memory is used.
+ */
+FL_EXTERN int fl_set_cache_dir(fl_store *st, const char *dir);
+
+/*
+ * All live leases (active and pending), optionally of one provider (NULL:
+ * all), ordered by provider then acquired time.  Tokens are empty.
+ * *out is allocated; free it with fl_free().  *n may be 0 (then *out NULL).
+ */
+FL_EXTERN int fl_list(fl_store *st, const char *provider, fl_lease **out, size_t *n);
+
+/*
+ * History events, newest first, optionally of one provider, at most limit
+ * (1..10000).  Allocated like fl_list.
+ */
+FL_EXTERN int fl_history(fl_store *st, const char *provider, size_t limit,
+                         fl_event **out, size_t *n);
+
+/* Delete every lapsed lease, recording an "expired" event for each. */
+FL_EXTERN int fl_sweep(fl_store *st, size_t *expired);
+
+FL_EXTERN void fl_free(void *p);
+
+/* ---- Validation and formatting (what the CLI and HTTP API parse with) -- */
+
+/* Each writes a message naming the field and the limit into err. */
+FL_EXTERN int fl_validate_provider(const char *provider, char *err, size_t errlen);
+FL_EXTERN int fl_validate_text(const char *field, const char *value, char *err, size_t errlen);
+FL_EXTERN int fl_validate_token(const char *token, char *err, size_t errlen);
+
+/*
+ * Parse "500ms", "30s", "5m", "2h" (a decimal integer and one unit; also
+ * "0" and "0s").  Result in ms.  Does not apply ttl/wait limits: see
+ * fl_parse_ttl and fl_parse_wait, which also name `field` in err.
+ */
+FL_EXTERN int fl_parse_duration(const char *s, int64_t *ms, char *err, size_t errlen);
+FL_EXTERN int fl_parse_ttl(const char *field, const char *s, int64_t *ms, char *err, size_t errlen);
+FL_EXTERN int fl_parse_wait(const char *field, const char *s, int64_t *ms, char *err, size_t errlen);
+FL_EXTERN int fl_parse_mode(const char *s, fl_mode *mode, char *err, size_t errlen);
+
+/* RFC 3339 UTC with milliseconds: "2026-12-03T18:30:00.250Z". FL_EINVAL if len < 25. */
+FL_EXTERN int fl_format_time(int64_t ms, char *buf, size_t len);
+
+/* ---- Grant lifecycle ------------------------------------------------- */
+
+/*
+ * A grant is a lease plus the machinery that keeps it: a heartbeat thread
+ * that renews about every ttl/3 on its own store connection, and a local
+ * deadline.  The deadline is measured on CLOCK_MONOTONIC from the moment
+ * the last successful renew was *sent* (so it can only be early):
+ *     deadline = last_sent + ttl - margin,  margin = min(ttl/4, 30s)
+ * It always falls before the store's expiry.  If a renew fails for good
+ * (FL_EEXPIRED, FL_ENOTFOUND) or the deadline passes without one, the grant
+ * is lost: on_lost is called once, from an internal thread, and must only
+ * set a flag or write to a pipe.  A transient failure (FL_EUNAVAIL) is
+ * retried until the deadline.  kill_grace_ms = min(ttl/8, 10s) is the time
+ * a wrapper should give its job between SIGTERM and SIGKILL, so that the
+ * job is gone before the store's expiry.
+ */
+typedef struct fl_grant fl_grant;
+
+typedef void (*fl_lost_fn)(fl_grant *g, int code, const char *why, void *arg);
+
+typedef struct fl_grant_opts {
+    const char *url;        /* NULL: fl_resolve_url(NULL) */
+    const char *provider;
+    const char *holder;
+    const char *purpose;
+    fl_mode mode;
+    int64_t ttl_ms;
+    int64_t wait_ms;
+    fl_lost_fn on_lost;     /* may be NULL; poll fl_grant_lost() then */
+    void *arg;
+} fl_grant_opts;
+
+/*
+ * Acquire and start heartbeating.  On FL_ECONFLICT, `conflict` (may be NULL)
+ * holds the refusal.  On any failure err (may be NULL) holds the message and
+ * *out is NULL.
+ */
+FL_EXTERN int fl_grant_acquire(const fl_grant_opts *opts, fl_grant **out,
+                               fl_verdict *conflict, char *err, size_t errlen);
+
+/* The lease as last renewed.  Valid until fl_grant_release(). */
+FL_EXTERN const fl_lease *fl_grant_lease(const fl_grant *g);
+
+/* 0 while held; else the fl_code that lost it (FL_ELOST, FL_EEXPIRED, ...). */
+FL_EXTERN int fl_grant_lost(const fl_grant *g);
+
+/* Milliseconds left before the local deadline (<= 0 once passed). */
+FL_EXTERN int64_t fl_grant_time_left(const fl_grant *g);
+
+FL_EXTERN int64_t fl_grant_kill_grace(const fl_grant *g);
+
+/*
+ * Stop heartbeating, release the lease (unless lost) and free g.  Returns
+ * the release's code (FL_OK, or why it could not be released).  No renew is
+ * sent after this returns.  NULL is a no-op returning FL_OK.
+ */
+FL_EXTERN int fl_grant_release(fl_grant *g);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FLEETLEASE_H */

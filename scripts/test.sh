@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Build and run the whole test suite, on SQLite and on a throwaway
+# PostgreSQL 15 (initdb in a temp dir, loopback only, stopped at exit).
+# Two builds: the normal one, and ASan+UBSan.  Both with the debug hooks
+# (fault points) the tests need; release builds do not have them.
+# With CI=true a PostgreSQL that cannot be started fails the run;
+# otherwise its tests are reported as skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh --test
+jobs=$(nproc)
+
+pgdir=""
+cleanup() { [ -n "$pgdir" ] && tests/pg-server.sh stop "$pgdir" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+if [ -z "${DATABASE_URL:-}" ]; then
+  pgdir=$(mktemp -d /tmp/fleetlease-pg.XXXXXX)
+  if url=$(tests/pg-server.sh start "$pgdir"); then
+    export DATABASE_URL="$url"
+    export FL_PG_DIR="$pgdir"
+    echo "test: PostgreSQL at $DATABASE_URL"
+  else
+    if [ "${CI:-}" = "true" ]; then
+      echo "test: FAILED to start PostgreSQL, and CI=true requires it" >&2
+      exit 1
+    fi
+    echo "test: PostgreSQL could not be started; its tests will be SKIPPED" >&2
+    pgdir=""
+  fi
+fi
+
+status=0
+for variant in normal asan; do
+  dir=build/test-$variant
+  extra=()
+  [ $variant = asan ] && extra=(-DFL_SANITIZE=ON)
+  cmake -S . -B $dir -DCMAKE_BUILD_TYPE=Debug -DFL_DEBUG_HOOKS=ON "${extra[@]}" >/dev/null
+  cmake --build $dir -j"$jobs" >/dev/null
+  echo "test: running the suite ($variant build)"
+  label=()
+  # The sanitizer build repeats the fast tests; the long race tests run once.
+  [ $variant = asan ] && label=(-LE slow)
+  (cd $dir && ctest --output-on-failure "${label[@]}") || status=1
+done
+exit $status

@@ -331,8 +331,9 @@ typedef struct fl_grant_opts {
 FL_EXTERN int fl_grant_acquire(const fl_grant_opts *opts, fl_grant **out,
                                fl_verdict *conflict, char *err, size_t errlen);
 
-/* The lease as last renewed.  Valid until fl_grant_release(). */
-FL_EXTERN const fl_lease *fl_grant_lease(const fl_grant *g);
+/* Copy the lease as last renewed into *out (the heartbeat thread updates
+ * it, so it is copied under the grant's lock).  FL_EINVAL on NULL. */
+FL_EXTERN int fl_grant_lease(const fl_grant *g, fl_lease *out);
 
 /* 0 while held; else the fl_code that lost it (FL_ELOST, FL_EEXPIRED, ...). */
 FL_EXTERN int fl_grant_lost(const fl_grant *g);
@@ -343,8 +344,11 @@ FL_EXTERN int64_t fl_grant_time_left(const fl_grant *g);
 FL_EXTERN int64_t fl_grant_kill_grace(const fl_grant *g);
 
 /*
- * Stop heartbeating, release the lease (unless lost) and free g.  Returns
- * the release's code (FL_OK, or why it could not be released).  No renew is
+ * Stop heartbeating, release the lease and free g.  Returns FL_OK, or why
+ * the lease was not held to the end: the code that lost it (FL_ELOST,
+ * FL_EEXPIRED, FL_ENOTFOUND), else the release's own error.  After a local
+ * loss (FL_ELOST) the release is still attempted, since the store may hold
+ * the lease yet and releasing frees the host before its expiry.  No renew is
  * sent after this returns.  NULL is a no-op returning FL_OK.
  */
 FL_EXTERN int fl_grant_release(fl_grant *g);

@@ -151,6 +151,8 @@ int fl_grant_acquire(const fl_grant_opts *o, fl_grant **out, fl_verdict *conflic
 {
     if (err && errlen)
         err[0] = '\0';
+    if (out)
+        *out = NULL;
     if (!out || !o) {
         fl__fmt(err, errlen, "fl_grant_acquire: opts and out must not be NULL");
         return FL_EINVAL;
@@ -208,11 +210,15 @@ int fl_grant_acquire(const fl_grant_opts *o, fl_grant **out, fl_verdict *conflic
     return FL_OK;
 }
 
-const fl_lease *fl_grant_lease(const fl_grant *g)
+int fl_grant_lease(const fl_grant *g, fl_lease *out)
 {
-    /* The lease struct is only replaced by a renew with the same token,
-     * fence and provider; readers want those. */
-    return g ? &g->lease : NULL;
+    if (!g || !out)
+        return FL_EINVAL;
+    fl_grant *m = (fl_grant *)g;
+    pthread_mutex_lock(&m->mu);
+    *out = m->lease;
+    pthread_mutex_unlock(&m->mu);
+    return FL_OK;
 }
 
 int fl_grant_lost(const fl_grant *g)

@@ -5,7 +5,8 @@
 #                                   "fleetlease"; print its URL on stdout:
 #                                   postgresql://USER@127.0.0.1:PORT/fleetlease
 #   tests/pg-server.sh url DIR      print the URL again
-#   tests/pg-server.sh restart DIR  restart on the same port (also after kill)
+#   tests/pg-server.sh restart DIR  restart on the same port (also after kill);
+#                                   prints the URL
 #   tests/pg-server.sh kill DIR     stop it at once, keep DIR ("store down" tests)
 #   tests/pg-server.sh stop DIR     stop it (fast) and remove DIR
 #
@@ -116,7 +117,11 @@ EOF
   die "no free port found after $try attempts"
 }
 
-need_dir() { [ -f "$dir/port" ] && [ -d "$dir/data" ] || die "$dir holds no server made by 'start'"; }
+need_dir() {
+  if [ ! -f "$dir/port" ] || [ ! -d "$dir/data" ]; then
+    die "$dir holds no server made by 'start'"
+  fi
+}
 
 case "$cmd" in
   start) start ;;

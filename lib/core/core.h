@@ -75,7 +75,7 @@ void fl__verdict(const fl_lease *rows, size_t n, int64_t now_ms,
  *              pending intent, so <time> is the intent's (short) expiry
  *   SHARED (an exclusive request met shared holders; blocker is the shared
  *              row with the latest expiry):
- *              "host shared by <N> holder(s), e.g. <holder> for <purpose> until <RFC 3339>"
+ *              the same + " (shared by <N> holder[s])"
  * Also sets allowed = 0, blocker (token cleared), state, shared_count,
  * now_ms and retry_after_ms = max(1000, blocker expiry - now_ms).
  * fl__verdict's allowed messages are "free", "shared by <N> holder(s)" and
@@ -105,6 +105,14 @@ int64_t fl__hb_retry(int64_t ttl_ms);
 int64_t fl__margin(int64_t ttl_ms);
 int64_t fl__kill_grace(int64_t ttl_ms);
 int64_t fl__pending_ttl(int64_t ttl_ms);
+
+/*
+ * A pending intent with more than half its lifetime left need not be
+ * refreshed by this attempt: refreshing on every poll would make each poll
+ * a durable commit.  mine may be NULL (0).  fl_acquire() in the PostgreSQL
+ * store's PL/pgSQL applies the same rule.
+ */
+int fl__pending_fresh(const fl_lease *mine, int64_t now_ms, int64_t pending_ttl_ms);
 
 /*
  * Jittered exponential back-off for waiters: attempt 0 -> ~50ms, doubling

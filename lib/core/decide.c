@@ -152,13 +152,16 @@ void fl__refusal(const fl_lease *blocker, fl_pstate state, int shared_count,
     if (!__builtin_sub_overflow(blocker->expires_at_ms, now_ms, &left) && left > 1000)
         v->retry_after_ms = left;
     until(blocker->expires_at_ms, when);
-    if (state == FL_PSTATE_SHARED)
-        fl__fmt(v->message, sizeof v->message, "host shared by %d holder(s), e.g. %s for %s until %s",
-                shared_count, blocker->holder, blocker->purpose, when);
-    else
-        fl__fmt(v->message, sizeof v->message, "host leased for %s by %s until %s%s",
-                blocker->purpose, blocker->holder, when,
-                state == FL_PSTATE_DRAINING ? " (draining: exclusive pending)" : "");
+    /* One format for every refusal, so that writers and operators can rely
+     * on its prefix; the state only adds a suffix. */
+    char suffix[64] = "";
+    if (state == FL_PSTATE_DRAINING)
+        fl__fmt(suffix, sizeof suffix, " (draining: exclusive pending)");
+    else if (state == FL_PSTATE_SHARED)
+        fl__fmt(suffix, sizeof suffix, " (shared by %d holder%s)", shared_count,
+                shared_count == 1 ? "" : "s");
+    fl__fmt(v->message, sizeof v->message, "host leased for %s by %s until %s%s",
+            blocker->purpose, blocker->holder, when, suffix);
 }
 
 void fl__verdict(const fl_lease *rows, size_t n, int64_t now_ms,

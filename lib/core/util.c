@@ -137,3 +137,8 @@ int64_t fl__backoff(unsigned attempt, int64_t cap_ms, uint32_t rnd)
     r = lo + (int64_t)((uint64_t)rnd % (uint64_t)(d - lo + 1));
     return max64(r, 10);
 }
+
+int fl__pending_fresh(const fl_lease *mine, int64_t now_ms, int64_t pending_ttl_ms)
+{
+    return mine != NULL && mine->expires_at_ms - now_ms > pending_ttl_ms / 2;
+}

@@ -6,7 +6,7 @@
  * Shape of a call: exactly one round trip per operation.  Every statement
  * that carries input is prepared once per connection (lazily, on first use)
  * and run with PQsendQueryPrepared; the only plain-text statements are the
- * constant schema DDL and LISTEN.  Results are awaited with poll() against a
+ * constant ones of the schema migration and LISTEN.  Results are awaited with poll() against a
  * client-side deadline, so a stopped server or a cut network cannot block a
  * call for longer than PG_CLIENT_TIMEOUT_MS (statement_timeout alone cannot
  * promise that: it needs a server that is running).
@@ -37,7 +37,7 @@
 #define PG_BACKOFF_MIN_MS 200
 #define PG_BACKOFF_MAX_MS 5000
 /* pg_advisory_xact_lock key of the schema migration: "fleetlea" in ASCII. */
-#define PG_MIGRATION_LOCK "7380279416216183137"
+#define PG_MIGRATION_LOCK "7380385375772763489"
 #define PG_CHANNEL "fleetlease"
 
 /* ---- schema ------------------------------------------------------------ */
@@ -58,8 +58,8 @@ static const char SCHEMA_V1[] =
     "  provider_id TEXT NOT NULL,"
     "  holder TEXT NOT NULL,"
     "  purpose TEXT NOT NULL,"
-    "  mode TEXT NOT NULL,"
-    "  state TEXT NOT NULL,"
+    "  mode TEXT NOT NULL CHECK (mode IN ('shared', 'exclusive')),"
+    "  state TEXT NOT NULL CHECK (state IN ('active', 'pending')),"
     "  fence BIGINT NOT NULL DEFAULT 0,"
     "  ttl_ms BIGINT NOT NULL,"
     "  acquired_at BIGINT NOT NULL,"
@@ -395,6 +395,7 @@ typedef struct pg {
     int64_t retry_at_ms;   /* CLOCK_MONOTONIC: no connect attempt before this */
     int64_t backoff_ms;    /* wait after the next failed attempt */
     char why[512];         /* the last connection failure, for messages */
+    char sqlstate[6];      /* of the last FL_ESTORE answer */
 } pg;
 
 /* libpq messages span lines ("...failed: Connection refused\n\tIs the
@@ -452,14 +453,19 @@ static int connect_now(fl_store *st, pg *p)
                              "store unreachable: %s: connect: %s (next attempt in %lld ms)",
                              fl_store_display(st), p->why, (long long)(p->retry_at_ms - now));
     /* Defaults first: expand_dbname lets the URL's own settings override
-     * them.  Keepalives notice a dead peer while idle (LISTEN waits); the
-     * client deadline covers a dead peer during a call. */
+     * them (a pooler that rejects the options startup parameter can be
+     * given "options=" in the URL; the client deadline still holds).
+     * Holder and purpose are validated as UTF-8: they travel as UTF-8
+     * whatever the server's encoding.
+     * Keepalives notice a dead peer while idle (LISTEN waits); the client
+     * deadline covers a dead peer during a call. */
     static const char *const keys[] = {
         "connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
-        "keepalives_count", "options", "fallback_application_name", "dbname", NULL};
+        "keepalives_count", "options", "client_encoding", "fallback_application_name",
+        "dbname", NULL};
     const char *vals[] = {
         "3", "1", "10", "5", "3", "-c statement_timeout=" PG_STATEMENT_TIMEOUT,
-        "fleetlease", p->url, NULL};
+        "UTF8", "fleetlease", p->url, NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (!c)
         return fl__store_err(st, FL_ENOMEM, "out of memory (connecting to %s)",
@@ -571,6 +577,9 @@ static int finish(fl_store *st, pg *p, const char *what, int sent, PGresult **ou
             drop_conn(p);
         rc = unavailable(st, what, why);
     } else {
+        const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        if (!code || fl__copy(p->sqlstate, sizeof p->sqlstate, code) != FL_OK)
+            p->sqlstate[0] = '\0';
         rc = fl__store_err(st, FL_ESTORE, "store error: %s: %s: %s", fl_store_display(st),
                            what, why);
     }
@@ -585,6 +594,26 @@ static int simple(fl_store *st, pg *p, const char *what, const char *sql)
     int rc = finish(st, p, what, PQsendQuery(p->conn, sql), &r);
     PQclear(r);
     return rc;
+}
+
+/*
+ * Consume every queued notification; 1 if one was for `provider` (NULL:
+ * none matches).  libpq queues notifications without bound until they are
+ * consumed, so run() discards those that arrived before each statement is
+ * sent: the statement's own snapshot already includes the commits they
+ * announce.  Only those that arrive during and after it can mean a change
+ * the caller has not seen, and wait_change looks at exactly those.
+ */
+static int drain_notifies(PGconn *c, const char *provider)
+{
+    int hit = 0;
+    PGnotify *n;
+    while ((n = PQnotifies(c)) != NULL) {
+        if (provider && n->extra && strcmp(n->extra, provider) == 0)
+            hit = 1;
+        PQfreemem(n);
+    }
+    return hit;
 }
 
 static int migrate(fl_store *st, pg *p);
@@ -611,6 +640,8 @@ static int run(fl_store *st, const char *what, int q, const char *const *params,
             return rc;
         p->prepared |= 1u << q;
     }
+    if (p->listening && PQconsumeInput(p->conn))
+        drain_notifies(p->conn, NULL);
     return finish(st, p, what,
                   PQsendQueryPrepared(p->conn, stmts[q].name, stmts[q].nparams, params, NULL,
                                       NULL, 0),
@@ -627,40 +658,25 @@ static int run(fl_store *st, const char *what, int q, const char *const *params,
 static int migrate(fl_store *st, pg *p)
 {
     const int latest = migrations[sizeof migrations / sizeof migrations[0] - 1].version;
-    int late = 0, gone = 0;
-    PGresult *r = NULL;
-    if (!PQsendQuery(p->conn, "SELECT coalesce(max(version), 0) FROM fl_schema_version"))
-        return finish(st, p, "schema check", 0, &r);
-    r = await(p->conn, &late);
-    if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
-        atoi(PQgetvalue(r, 0, 0)) >= latest) {
+    PGresult *r;
+    int rc = finish(st, p, "schema check",
+                    PQsendQuery(p->conn, "SELECT coalesce(max(version), 0) FROM fl_schema_version"),
+                    &r);
+    if (rc == FL_OK) {
+        int have = atoi(PQgetvalue(r, 0, 0));
         PQclear(r);
-        p->schema_ok = 1;
-        return FL_OK;
-    }
-    /* Anything but "no such table yet" is the real error. */
-    const char *code = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    if (!r || (PQresultStatus(r) != PGRES_TUPLES_OK && (!code || strcmp(code, "42P01") != 0))) {
-        char why[512];
-        if (late)
-            snprintf(why, sizeof why, "no answer within %d ms", PG_CLIENT_TIMEOUT_MS);
-        else
-            one_line(r ? PQresultErrorMessage(r) : PQerrorMessage(p->conn), why, sizeof why);
-        int bad = late || unreachable(p->conn, r, &gone);
-        PQclear(r);
-        if (bad) {
-            drop_conn(p);
-            return unavailable(st, "schema check", why);
+        if (have >= latest) {
+            p->schema_ok = 1;
+            return FL_OK;
         }
-        return fl__store_err(st, FL_ESTORE, "store error: %s: schema check: %s",
-                             fl_store_display(st), why);
+    } else if (rc != FL_ESTORE || strcmp(p->sqlstate, "42P01") != 0) {
+        return rc;  /* anything but "no such table yet" */
     }
-    PQclear(r);
 
-    int rc = simple(st, p, "schema migration",
-                    "BEGIN; SELECT pg_advisory_xact_lock(" PG_MIGRATION_LOCK ");"
-                    "CREATE TABLE IF NOT EXISTS fl_schema_version ("
-                    "  version INTEGER NOT NULL, applied_at BIGINT NOT NULL)");
+    rc = simple(st, p, "schema migration",
+                "BEGIN; SELECT pg_advisory_xact_lock(" PG_MIGRATION_LOCK ");"
+                "CREATE TABLE IF NOT EXISTS fl_schema_version ("
+                "  version INTEGER NOT NULL, applied_at BIGINT NOT NULL)");
     if (rc != FL_OK)
         goto rollback;
     rc = finish(st, p, "schema migration",
@@ -685,7 +701,7 @@ static int migrate(fl_store *st, pg *p)
     rc = simple(st, p, "schema migration", "COMMIT");
     if (rc == FL_OK) {
         p->schema_ok = 1;
-        return FL_OK;
+        return fl__store_err(st, FL_OK, NULL);  /* the 42P01 above is history */
     }
 rollback:
     /* The error message is already set; a failed rollback changes nothing
@@ -831,10 +847,10 @@ static int pg_acquire(fl_store *st, const fl__acq *req, fl__acq_result *res)
     const char *params[8] = {req->provider, req->holder, req->purpose, fl_mode_name(req->mode),
                              ttl, req->token, req->may_pend ? "t" : "f", pttl};
     PGresult *r;
+    memset(res, 0, sizeof *res);
     int rc = run(st, "acquire", Q_ACQUIRE, params, &r);
     if (rc != FL_OK)
         return rc;
-    memset(res, 0, sizeof *res);
     const char *outcome = PQntuples(r) == 1 && PQnfields(r) == A_NCOLS
                               ? PQgetvalue(r, 0, A_OUTCOME) : "";
     int64_t now = 0, shared = 0;
@@ -884,21 +900,15 @@ static int pg_give_up(fl_store *st, const fl__acq *req, const char *message)
 
 /* heartbeat and release found no live row: a lapsed one still there
  * answers 'expired' (its provider, expires_at and the clock in columns pc,
- * ec, nc); no row at all is not found.  The wording is the SQLite store's. */
+ * ec, nc); no row at all is not found. */
 static int lease_gone(fl_store *st, const char *what, const PGresult *r, int pc, int ec, int nc)
 {
     int64_t exp = 0, now = 0;
-    char at[32] = "", nowbuf[32] = "";
     if (PQntuples(r) == 0)
-        return fl__store_err(st, FL_ENOTFOUND, "%s: no live lease has this token "
-                             "(released, swept or never granted)", what);
+        return fl__err_gone(st, what, NULL, 0, 0);
     if (col_i64(r, 0, ec, &exp) || col_i64(r, 0, nc, &now))
         return bad_value(st, what, "expires_at");
-    fl_format_time(exp, at, sizeof at);
-    fl_format_time(now, nowbuf, sizeof nowbuf);
-    return fl__store_err(st, FL_EEXPIRED,
-                         "%s: the lease on %s expired at %s (store clock now %s); "
-                         "it cannot be renewed", what, PQgetvalue(r, 0, pc), at, nowbuf);
+    return fl__err_gone(st, what, PQgetvalue(r, 0, pc), exp, now);
 }
 
 static int pg_heartbeat(fl_store *st, const char *token, fl_lease *out)
@@ -1011,9 +1021,10 @@ static int pg_history(fl_store *st, const char *provider, size_t limit, fl_event
         return injected(st, "history");
     char lim[24];
     snprintf(lim, sizeof lim, "%zu", limit);
-    const char *params[2] = {provider ? provider : lim, lim};
+    const char *all[1] = {lim}, *one[2] = {provider, lim};
     PGresult *r;
-    int rc = run(st, "history", provider ? Q_HISTORY_ONE : Q_HISTORY_ALL, params, &r);
+    int rc = provider ? run(st, "history", Q_HISTORY_ONE, one, &r)
+                      : run(st, "history", Q_HISTORY_ALL, all, &r);
     if (rc != FL_OK)
         return rc;
     int rows = PQntuples(r);
@@ -1055,19 +1066,6 @@ static int pg_sweep(fl_store *st, size_t *expired)
     return FL_OK;
 }
 
-/* Consume every queued notification; 1 if one was for `provider`. */
-static int drain_notifies(PGconn *c, const char *provider)
-{
-    int hit = 0;
-    PGnotify *n;
-    while ((n = PQnotifies(c)) != NULL) {
-        if (n->extra && strcmp(n->extra, provider) == 0)
-            hit = 1;
-        PQfreemem(n);
-    }
-    return hit;
-}
-
 /*
  * Sleep up to timeout_ms, waking early on a notification for the provider.
  * Without a connection (the store is down) this is a plain sleep: the next
@@ -1099,7 +1097,7 @@ static int pg_wait_change(fl_store *st, const char *provider, int64_t timeout_ms
         if (left <= 0)
             return FL_OK;
         struct pollfd pfd = {.fd = PQsocket(p->conn), .events = POLLIN};
-        int n = poll(&pfd, 1, (int)left);
+        int n = poll(&pfd, 1, left > 60000 ? 60000 : (int)left);
         if (n < 0 && errno != EINTR)
             return FL_OK;
         if (n > 0 && !PQconsumeInput(p->conn)) {

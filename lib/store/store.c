@@ -27,6 +27,21 @@ int fl__store_err(fl_store *st, int code, const char *fmt, ...)
     return code;
 }
 
+int fl__err_gone(fl_store *st, const char *what, const char *provider,
+                 int64_t expired_at, int64_t now)
+{
+    if (!provider)
+        return fl__store_err(st, FL_ENOTFOUND,
+                             "%s: no live lease has this token (released, swept or never granted)",
+                             what);
+    char at[32] = "", nowbuf[32] = "";
+    fl_format_time(expired_at, at, sizeof at);
+    fl_format_time(now, nowbuf, sizeof nowbuf);
+    return fl__store_err(st, FL_EEXPIRED,
+                         "%s: the lease on %.128s expired at %s (store clock now %s); "
+                         "it cannot be renewed", what, provider, at, nowbuf);
+}
+
 int fl_resolve_url(const char *explicit_url, char *buf, size_t len)
 {
     if (!buf || len == 0)

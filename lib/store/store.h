@@ -101,6 +101,15 @@ int fl__acquire(fl_store *st, const char *provider, const char *holder,
                 const char *purpose, fl_mode mode, int64_t ttl_ms, int64_t wait_ms,
                 fl_lease *out, fl_verdict *conflict, int64_t *sent_mono_ms);
 
+/*
+ * heartbeat and release found no live row with the token.  `provider` and
+ * `expired_at` describe a lapsed active row that still carries it (NULL:
+ * none): FL_EEXPIRED, else FL_ENOTFOUND.  The wording of both lives here,
+ * so that every store says the same.
+ */
+int fl__err_gone(fl_store *st, const char *what, const char *provider,
+                 int64_t expired_at, int64_t now);
+
 /* Set st->errmsg and return code.  "" for FL_OK. */
 int fl__store_err(fl_store *st, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -64,7 +64,8 @@ const char cmd_run_usage[] =
     "\n"
     "CMD runs in its own process group with FLEETLEASE_PROVIDER, FLEETLEASE_TOKEN\n"
     "and FLEETLEASE_FENCE in its environment.  Its stdout and stdin are the\n"
-    "wrapper's; fleetlease itself writes only to stderr.  SIGHUP, SIGINT,\n"
+    "wrapper's; once CMD starts, fleetlease writes only to stderr (--json only\n"
+    "formats an error that keeps CMD from starting).  SIGHUP, SIGINT,\n"
     "SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM and SIGWINCH are forwarded to\n"
     "the group; SIGTSTP stops the group and then the wrapper.  When CMD exits,\n"
     "what remains of its process tree (even daemonized grandchildren) gets\n"
@@ -92,7 +93,7 @@ static const int run_forwarded[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1,
                                     SIGUSR2, SIGALRM, SIGWINCH, SIGTSTP, SIGCONT};
 /* The wrapper ignores these (restored to default in the child): SIGPIPE
  * when stderr goes away, SIGTTOU when it writes to a terminal with tostop. */
-static const int run_ignored[] = {SIGPIPE, SIGTTOU, SIGTTIN};
+static const int run_ignored[] = {SIGPIPE, SIGTTOU};
 
 #define RUN_NSIG 65
 #define RUN_POLL_MS 100       /* fallback wake-up; on_lost and SIGCHLD wake at once */
@@ -115,7 +116,6 @@ typedef struct run_opts {
 typedef struct run_state {
     int wake[2];                /* self-pipe: [0] read by the loop, [1] written async */
     int exec_fd;                /* read end of the exec-status pipe; -1 once settled */
-    int exec_errno;             /* errno of a failed execvp in the child, 0 if none */
     pid_t self;
     pid_t child;                /* also the job's process group id */
     int child_done;             /* exited (still an unreaped zombie) */
@@ -151,8 +151,9 @@ static void run_on_signal(int sig)
     errno = saved;
 }
 
-/* Called once from the grant's heartbeat or watchdog thread.  The copy of
- * why is published by the atomic store (release order) that follows it. */
+/* Called once from the grant's heartbeat or watchdog thread, which must not
+ * be held up: a bounded copy into our own buffer, a flag, a byte.  The copy
+ * of why is published by the atomic store that follows it. */
 static void run_on_lost(fl_grant *g, int code, const char *why, void *arg)
 {
     (void)g;
@@ -440,7 +441,6 @@ static void run_check_exec(run_state *r, const char *cmd)
         n = read(r->exec_fd, &e, sizeof e);
     while (n < 0 && errno == EINTR);
     if (n == (ssize_t)sizeof e) {
-        r->exec_errno = e;
         fprintf(stderr, "fleetlease run: cannot execute %s: %s\n", cmd, strerror(e));
     }
     close(r->exec_fd);
@@ -586,15 +586,17 @@ static int run_reap_all(run_state *r)
 
 /* ---- the child ---------------------------------------------------------- */
 
-/* Environment for CMD: ours, with the three FLEETLEASE_ variables replaced.
- * Built before fork: the child of a threaded process may only make
- * async-signal-safe calls, so it cannot setenv(). */
-static char **run_env(char *vars[3])
+/* Environment for CMD: ours, with the FLEETLEASE_ variables of the lease
+ * replaced, and FLEETLEASE_DB set so that `fleetlease check/renew` inside
+ * the job reach the same store.  Built before fork: the child of a threaded
+ * process may only make async-signal-safe calls, so it cannot setenv(). */
+#define RUN_VARS 4
+static char **run_env(char *vars[RUN_VARS])
 {
     size_t n = 0;
     while (environ && environ[n])
         n++;
-    char **env = malloc((n + 4) * sizeof *env);
+    char **env = malloc((n + RUN_VARS + 1) * sizeof *env);
     if (!env)
         return NULL;
     size_t k = 0;
@@ -602,11 +604,12 @@ static char **run_env(char *vars[3])
         const char *e = environ[i];
         if (strncmp(e, "FLEETLEASE_PROVIDER=", 20) == 0 ||
             strncmp(e, "FLEETLEASE_TOKEN=", 17) == 0 ||
-            strncmp(e, "FLEETLEASE_FENCE=", 17) == 0)
+            strncmp(e, "FLEETLEASE_FENCE=", 17) == 0 ||
+            strncmp(e, "FLEETLEASE_DB=", 14) == 0)
             continue;
         env[k++] = environ[i];
     }
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < RUN_VARS; i++)
         env[k++] = vars[i];
     env[k] = NULL;
     return env;
@@ -662,8 +665,9 @@ static int run_supervise(run_state *r, fl_grant *g, const run_opts *o)
         fprintf(stderr, "fleetlease run: lease on %s lost: %s; stopping the job\n",
                 r->provider, why);
     } else {
-        /* Normal exit.  If the deadline is already near, shorten the grace
-         * so that SIGKILL still lands before the store's expiry. */
+        /* Normal exit.  If the deadline passed just as the child exited,
+         * SIGKILL must still land within the grace after the deadline, which
+         * is what keeps it before the store's expiry. */
         int64_t left = fl_grant_time_left(g);
         if (left < 0)
             grace += left;
@@ -728,12 +732,12 @@ static int run_main(cli_ctx *ctx, const run_opts *o)
         return cli_fail(ctx, rc, "%s", err);
     }
 
-    /* Copy what the job needs now: the heartbeat thread replaces the lease
-     * struct on every renew (same token, fence, provider). */
-    const fl_lease *l = fl_grant_lease(g);
+    fl_lease lease;
+    fl_grant_lease(g, &lease);
+    const fl_lease *l = &lease;
     char vprov[32 + FL_PROVIDER_MAX], vtok[32 + FL_TOKEN_LEN], vfence[48], until[40];
-    snprintf(vprov, sizeof vprov, "FLEETLEASE_PROVIDER=%s", l->provider);
-    snprintf(vtok, sizeof vtok, "FLEETLEASE_TOKEN=%s", l->token);
+    snprintf(vprov, sizeof vprov, "FLEETLEASE_PROVIDER=%.128s", l->provider);
+    snprintf(vtok, sizeof vtok, "FLEETLEASE_TOKEN=%.32s", l->token);
     snprintf(vfence, sizeof vfence, "FLEETLEASE_FENCE=%" PRId64, l->fence);
     if (fl_format_time(l->expires_at_ms, until, sizeof until) != FL_OK)
         snprintf(until, sizeof until, "?");
@@ -741,7 +745,9 @@ static int run_main(cli_ctx *ctx, const run_opts *o)
             l->provider, fl_mode_name(l->mode), l->fence, until);
     fflush(stderr);
 
-    char *vars[3] = {vprov, vtok, vfence};
+    char vdb[16 + FL_URL_MAX];
+    snprintf(vdb, sizeof vdb, "FLEETLEASE_DB=%s", url);
+    char *vars[RUN_VARS] = {vprov, vtok, vfence, vdb};
     char **env = run_env(vars);
     int exec_pipe[2] = {-1, -1};
     if (!env || pipe2(exec_pipe, O_CLOEXEC) != 0) {

@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034  # RC, FENCE, RUN_PID, ... are outputs for the cases
 # tests/run/lib.sh -- helpers for the `fleetlease run` tests (sourced).
 #
 # Set before sourcing: DBURL ("sqlite:tmp", "env:VAR" or a URL) and BIN.
@@ -77,8 +79,8 @@ start_run() {
     KILL_ON_EXIT+=("$RUN_PID")
 }
 
-# wait_exit PID SECONDS: wait for a background process; its status in RC,
-# the time it took in WAITED_MS.  Fails the test when it outlives SECONDS.
+# wait_exit PID SECONDS: wait for a background process; its status in RC.
+# Fails the test when it outlives SECONDS.
 wait_exit() {
     local pid=$1 limit_ms=$(($2 * 1000)) t0
     t0=$(now_ms)
@@ -88,7 +90,6 @@ wait_exit() {
         fi
         sleep 0.02
     done
-    WAITED_MS=$(($(now_ms) - t0))
     set +e
     wait "$pid"
     RC=$?
@@ -191,6 +192,7 @@ sql() {
 block_store() {
     local secs=$1 out=$T/block.out
     : >"$out"
+    # shellcheck disable=SC2016  # $1, $2 expand in the inner bash
     if [[ $KIND == sqlite ]]; then
         command -v sqlite3 >/dev/null || fail "sqlite3 CLI is required (apt-get install sqlite3)"
         setsid bash -c '{ echo ".timeout 5000"; echo "BEGIN EXCLUSIVE;"; echo "SELECT '"'locked'"';";

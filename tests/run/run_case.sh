@@ -8,6 +8,7 @@
 set -euo pipefail
 
 CASE=${1:?usage: run_case.sh CASE DBURL [FLEETLEASE_BINARY]}
+# shellcheck disable=SC2034  # read by lib.sh
 DBURL=${2:?usage: run_case.sh CASE DBURL [FLEETLEASE_BINARY]}
 BIN=${3:-fleetlease}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -183,7 +184,7 @@ case_C09c_daemon_grandchild() {
     wait_file "$T/d2" 10
     pg=$(cat "$T/pg") d1=$(cat "$T/d1") d2=$(cat "$T/d2")
     KILL_ON_EXIT+=("-$pg" "$d1" "$d2")
-    alive "$d1" && alive "$d2" || fail "daemons not running"
+    { alive "$d1" && alive "$d2"; } || fail "daemons not running"
     kill -TERM "$RUN_PID"
     wait_exit "$RUN_PID" 30
     ! alive "$d1" || fail "setsid grandchild $d1 survived"
@@ -249,9 +250,9 @@ case_C10_release_promptly() {
     assert_free
 }
 
-# ---- C01/C10: the wrapper itself is stopped -----------------------------
+# ---- C01/C10: the wrapper itself is stopped (the paused holder) ----------
 
-case_C10_wrapper_sigstop() {
+case_C01_C10_wrapper_sigstop() {
     local pg other
     step "SIGSTOP the wrapper past its ttl: another holder gets the host"
     # shellcheck disable=SC2016
@@ -397,7 +398,7 @@ case_C14_wait_conflict() {
     [[ $RC == 75 ]] || fail "exit $RC, want 75"
     ((ms >= 2800 && ms < 8000)) || fail "gave up after ${ms}ms, want ~3000"
     [[ ! -e $T/marker ]] || fail "CMD ran although the lease was not granted"
-    grep -q "alice" "$T/b.err" && grep -q "nightly bench" "$T/b.err" ||
+    { grep -q "alice" "$T/b.err" && grep -q "nightly bench" "$T/b.err"; } ||
         fail "message does not name holder and purpose"
     [[ $(fl history "$P" --json | jq -r '.[0].event') == refused ]] || fail "no refused event"
 

@@ -4,7 +4,7 @@
  * must show that no exclusive grant ever overlapped another grant.
  *
  *   race32                         32 processes, one provider, exclusive only
- *   race32 --name race64 --procs 64 --providers 2 --shared 50
+ *   race32 --name race64 --procs 64 --providers 2 --shared 70
  *                                  the mixed variant: shared and exclusive
  *
  * Each racer loops for --seconds: acquire with a short wait and ttl 1 s,

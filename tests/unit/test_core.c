@@ -376,9 +376,9 @@ static const refusal_case refusal_cases[] = {
     {S_PEND_OTHER, SH,
      "host leased for nightly bench by bench-2 until 2026-12-03T18:30:04.000Z"
      " (draining: exclusive pending)", 4000},
-    {S_SHARED1, EX, "host shared by 1 holder(s), e.g. r1 for eval until 2026-12-03T18:30:20.000Z",
+    {S_SHARED1, EX, "host leased for eval by r1 until 2026-12-03T18:30:20.000Z (shared by 1 holder)",
      20000},
-    {S_SHARED2, EX, "host shared by 2 holder(s), e.g. r2 for eval until 2026-12-03T18:30:30.000Z",
+    {S_SHARED2, EX, "host leased for eval by r2 until 2026-12-03T18:30:30.000Z (shared by 2 holders)",
      30000},
 };
 

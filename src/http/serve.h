@@ -112,6 +112,9 @@ struct srv {
     int inflight;              /* jobs handed to the pool, not yet completed */
     int waiters;               /* long polls among them */
     int sweep_busy;            /* a sweep job is in flight */
+    int sweep_failing;         /* the last sweep failed (log state changes only) */
+    int access_log;            /* --access-log: one line per request */
+    srv_job *jobs;             /* in-flight jobs (loop thread) */
     struct event *ev_term, *ev_int, *ev_sweep, *ev_wait_check;
     char store_kind[16];
     char store_display[FL_URL_MAX + 1];
@@ -180,6 +183,9 @@ srv_job *srv_job_new(srv *s, struct evhttp_request *req, srv_op op, const char *
 int srv_job_submit(srv_job *j);
 /* Release what the job holds and free it (loop thread, after done()). */
 void srv_job_free(srv_job *j);
+/* Loop thread: after a job completed or the stop signal, end the loop
+ * once stopping and nothing is in flight. */
+void srv_shutdown_progress(srv *s);
 /* Cancel every in-flight long poll (shutdown). */
 void srv_jobs_cancel_all(srv *s);
 /* For each in-flight long poll whose client closed its connection, set
@@ -192,13 +198,16 @@ void srv_jobs_check_clients(srv *s);
 int srv_conns_init(srv *s);
 void srv_conns_free(srv *s);
 size_t srv_conns_open(const srv *s);
-/* The request was read: the connection is busy with `j` until
- * srv_conn_idle.  Returns the connection record (NULL if unknown). */
-srv_conn *srv_conn_busy(srv *s, struct evhttp_request *req, srv_job *j);
-/* The reply was queued: the connection may be reused or reaped again. */
+/* The request was read: take the connection out of the idle list and
+ * stop its deadline until srv_conn_idle.  NULL if the request has no
+ * tracked connection (it can still be answered). */
+srv_conn *srv_conn_busy(srv *s, struct evhttp_request *req);
+/* Link the job answering the connection's request (c may be NULL); if the
+ * connection record goes away first, j->conn is cleared. */
+void srv_conn_attach(srv_conn *c, srv_job *j);
+/* The reply was queued: the connection may be reused, evicted or reaped
+ * again (c may be NULL). */
 void srv_conn_idle(srv *s, srv_conn *c);
-/* The job ended without a reply being possible: forget it. */
-void srv_conn_forget_job(srv_conn *c, srv_job *j);
 /* 1 if the client closed its end (EOF seen without reading). */
 int srv_conn_client_gone(const srv_conn *c);
 

@@ -12,20 +12,18 @@
  * never released, so it lapses on the store's clock and the next grant must
  * wait for its expiry.
  *
- * The checker rebuilds every grant's validity interval from the history,
- * matched by (provider, fence):
- *     [granted.at, end)   end = released.at, else the lapsed expires_at
- *                         (the "expired" event, or the last granted/renewed
- *                         expiry when nothing cleared the row yet)
- * and counts as violations:
+ * The checker (history.c, shared with flstress) rebuilds every grant's
+ * validity interval from the history, matched by (provider, fence), and
+ * counts as violations:
  *   - an exclusive interval overlapping any other interval of its provider;
  *   - a fence that does not rise strictly in grant order (or is reused);
  *   - a release or renew recorded after the lease had lapsed;
  *   - an event for a grant that the history never recorded;
  *   - a different number of grants in the history than the racers got.
  * Tokens never appear in history, so stale-token checks live in the
- * conformance suite (C01, C04-C06).
+ * conformance suite (C01, C04-C06) and in flstress, whose workers log them.
  */
+#include "history.h"
 #include "support.h"
 
 #include <errno.h>
@@ -52,16 +50,6 @@ typedef struct opts {
     int expirers;
     long min_grants;
 } opts;
-
-typedef struct grant {
-    int64_t id;     /* history id of the "granted" event: grant order */
-    int64_t fence;
-    int64_t start;  /* granted.at */
-    int64_t exp;    /* latest expiry (granted/renewed) */
-    int64_t end;    /* -1 until released/expired */
-    fl_mode mode;
-    char holder[40];
-} grant;
 
 static void usage(void)
 {
@@ -158,161 +146,29 @@ static int racer(int idx, const opts *o, char provs[][FL_PROVIDER_MAX + 1], int 
 
 /* ---- the checker ----------------------------------------------------- */
 
-static int cmp_fence(const void *a, const void *b)
-{
-    const grant *x = *(const grant *const *)a, *y = *(const grant *const *)b;
-    return x->fence < y->fence ? -1 : x->fence > y->fence;
-}
-
-static grant *by_fence(grant **index, size_t n, int64_t fence)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (index[mid]->fence < fence)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < n && index[lo]->fence == fence ? index[lo] : NULL;
-}
-
 typedef struct tally {
-    long grants, exclusive, overlaps, other;
+    long grants, exclusive;
+    hs_tally v; /* overlaps and every other violation, from history.c */
 } tally;
-
-#define VIOLATION(t, kind, ...)                                                              \
-    do {                                                                                     \
-        if ((t)->overlaps + (t)->other < 20)                                                 \
-            fprintf(stderr, "VIOLATION " __VA_ARGS__);                                       \
-        (t)->kind++;                                                                         \
-    } while (0)
 
 static void check_provider(fl_store *st, const opts *o, const char *p, tally *t)
 {
     size_t n = 0;
     fl_event *ev = ts_history(st, p, &n);
     if (n >= HISTORY_LIMIT) {
-        VIOLATION(t, other, "%s: history has %zu events, more than can be checked\n", p, n);
+        hs_violation(&t->v, HS_HISTORY, "%s: history has %zu events, more than can be checked", p,
+                     n);
         fl_free(ev);
         return;
     }
-    size_t ng = 0;
-    for (size_t i = 0; i < n; i++)
-        ng += strcmp(ev[i].event, "granted") == 0;
-    grant *g = calloc(ng + 1, sizeof *g);
-    grant **index = calloc(ng + 1, sizeof *index);
-    if (g == NULL || index == NULL) {
-        fprintf(stderr, "out of memory\n");
-        exit(1);
-    }
-
-    /* Grants in history order (ids rise), fences must rise with them. */
-    size_t k = 0;
-    int64_t last_fence = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (strcmp(ev[i].event, "granted") != 0)
-            continue;
-        if (ev[i].fence <= last_fence)
-            VIOLATION(t, other, "%s: grant #%lld has fence %lld after fence %lld\n", p,
-                      (long long)ev[i].id, (long long)ev[i].fence, (long long)last_fence);
-        if (ev[i].fence > last_fence)
-            last_fence = ev[i].fence;
-        g[k] = (grant){.id = ev[i].id, .fence = ev[i].fence, .start = ev[i].at_ms,
-                       .exp = ev[i].expires_at_ms, .end = -1, .mode = ev[i].mode};
-        snprintf(g[k].holder, sizeof g[k].holder, "%s", ev[i].holder);
-        index[k] = &g[k];
-        k++;
-    }
-    qsort(index, ng, sizeof *index, cmp_fence);
-    for (size_t i = 1; i < ng; i++)
-        if (index[i]->fence == index[i - 1]->fence)
-            VIOLATION(t, other, "%s: fence %lld granted twice\n", p, (long long)index[i]->fence);
-
-    /* Walk the other transitions in order, matched by fence. */
-    for (size_t i = 0; i < n; i++) {
-        const fl_event *e = &ev[i];
-        if (strcmp(e->event, "granted") == 0 || strcmp(e->event, "refused") == 0 ||
-            strcmp(e->event, "pending") == 0)
-            continue;
-        grant *x = by_fence(index, ng, e->fence);
-        if (x == NULL || e->id < x->id) {
-            VIOLATION(t, other, "%s: %s event #%lld for fence %lld that was never granted\n", p,
-                      e->event, (long long)e->id, (long long)e->fence);
-            continue;
-        }
-        if (x->end >= 0) {
-            VIOLATION(t, other, "%s: %s event for fence %lld after it had ended\n", p, e->event,
-                      (long long)e->fence);
-            continue;
-        }
-        if (strcmp(e->event, "renewed") == 0) {
-            if (e->at_ms >= x->exp)
-                VIOLATION(t, other, "%s: fence %lld renewed at %lld, lapsed at %lld\n", p,
-                          (long long)x->fence, (long long)e->at_ms, (long long)x->exp);
-            x->exp = e->expires_at_ms;
-        } else if (strcmp(e->event, "released") == 0) {
-            if (e->at_ms >= x->exp)
-                VIOLATION(t, other, "%s: fence %lld released at %lld, lapsed at %lld\n", p,
-                          (long long)x->fence, (long long)e->at_ms, (long long)x->exp);
-            x->end = e->at_ms < x->exp ? e->at_ms : x->exp;
-        } else if (strcmp(e->event, "expired") == 0) {
-            if (e->expires_at_ms != x->exp)
-                VIOLATION(t, other, "%s: fence %lld expired at %lld, but its expiry was %lld\n",
-                          p, (long long)x->fence, (long long)e->expires_at_ms, (long long)x->exp);
-            x->end = x->exp;
-        } else {
-            VIOLATION(t, other, "%s: unknown event \"%s\"\n", p, e->event);
-        }
-    }
-    for (size_t i = 0; i < ng; i++)
-        if (g[i].end < 0)
-            g[i].end = g[i].exp; /* lapsed (or still live) and not yet cleared */
-
-    /* No exclusive interval meets any other: [s1,e1) and [s2,e2) overlap iff
-     * s1 < e2 && s2 < e1.  Sorted by start, an interval can only meet later
-     * ones that start before it ends. */
-    grant **by_start = calloc(ng + 1, sizeof *by_start);
-    if (by_start == NULL) {
-        fprintf(stderr, "out of memory\n");
-        exit(1);
-    }
-    for (size_t i = 0; i < ng; i++)
-        by_start[i] = &g[i];
-    for (size_t i = 1; i < ng; i++) { /* insertion sort: nearly sorted already */
-        grant *x = by_start[i];
-        size_t j = i;
-        while (j > 0 && by_start[j - 1]->start > x->start) {
-            by_start[j] = by_start[j - 1];
-            j--;
-        }
-        by_start[j] = x;
-    }
-    long excl = 0;
-    for (size_t i = 0; i < ng; i++) {
-        const grant *a = by_start[i];
-        excl += a->mode == FL_EXCLUSIVE;
-        for (size_t j = i + 1; j < ng && by_start[j]->start < a->end; j++) {
-            const grant *b = by_start[j];
-            if (a->mode != FL_EXCLUSIVE && b->mode != FL_EXCLUSIVE)
-                continue;
-            if (b->start < a->end && a->start < b->end)
-                VIOLATION(t, overlaps,
-                          "%s: %s fence %lld by %s [%lld,%lld) overlaps %s fence %lld by %s "
-                          "[%lld,%lld)\n",
-                          p, fl_mode_name(a->mode), (long long)a->fence, a->holder,
-                          (long long)a->start, (long long)a->end, fl_mode_name(b->mode),
-                          (long long)b->fence, b->holder, (long long)b->start,
-                          (long long)b->end);
-        }
-    }
+    hs_set s;
+    hs_build(ev, n, p, &t->v, &s);
+    long excl = hs_overlaps(&s, p, &t->v);
     if (o->providers > 1)
-        printf("%s: %s: %zu grants (%ld exclusive), %zu events\n", o->name, p, ng, excl, n);
-    t->grants += (long)ng;
+        printf("%s: %s: %zu grants (%ld exclusive), %zu events\n", o->name, p, s.n, excl, n);
+    t->grants += (long)s.n;
     t->exclusive += excl;
-    free(by_start);
-    free(index);
-    free(g);
+    hs_set_free(&s);
     fl_free(ev);
 }
 
@@ -406,12 +262,14 @@ int main(int argc, char **argv)
         check_provider(st, &o, provs[k], &t);
     fl_close(st);
     if (t.grants != grants)
-        VIOLATION(&t, other, "history records %ld grants, racers got %ld\n", t.grants, grants);
+        hs_violation(&t.v, HS_UNKNOWN, "history records %ld grants, racers got %ld", t.grants,
+                     grants);
 
-    printf("%s: %ld grants, %ld overlaps\n", o.name, t.grants, t.overlaps);
-    if (t.other > 0)
-        printf("%s: %ld other violations\n", o.name, t.other);
-    int ok = t.overlaps == 0 && t.other == 0 && failed == 0;
+    long overlaps = t.v.count[HS_OVERLAP], other = hs_total(&t.v) - overlaps;
+    printf("%s: %ld grants, %ld overlaps\n", o.name, t.grants, overlaps);
+    if (other > 0)
+        printf("%s: %ld other violations\n", o.name, other);
+    int ok = overlaps == 0 && other == 0 && failed == 0;
     if (t.grants < o.min_grants) {
         printf("%s: too few grants to prove anything (%ld < %ld)\n", o.name, t.grants,
                o.min_grants);

@@ -245,6 +245,24 @@ FL_EXTERN int fl_check(fl_store *st, const char *provider, const char *writer,
                        const char *token, fl_verdict *out);
 
 /*
+ * fl_check without a store round trip when this handle read the provider
+ * less than max_age_ms ago (by fl_check or a previous refresh here): the
+ * same rule, over the rows in memory, at the store time estimated from the
+ * read plus CLOCK_MONOTONIC elapsed.  Otherwise it reads like fl_check.
+ * For per-request checks in a gateway; max_age_ms 0 always reads.
+ */
+FL_EXTERN int fl_check_cached(fl_store *st, const char *provider, const char *writer,
+                              const char *token, int64_t max_age_ms, fl_verdict *out);
+
+/*
+ * Block up to timeout_ms, or until the provider may have changed (PostgreSQL:
+ * a NOTIFY from the store; SQLite: another connection committed).  Returns
+ * FL_OK either way; it only says when to look again.  Like every call on st,
+ * one thread at a time.
+ */
+FL_EXTERN int fl_wait_change(fl_store *st, const char *provider, int64_t timeout_ms);
+
+/*
  * Keep the last state read by fl_check in files under dir (one small file
  * per provider, replaced atomically), so that separate processes such as
  * the CLI can answer from it when the store is down.  NULL turns it off

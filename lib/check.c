@@ -298,3 +298,47 @@ int fl_check(fl_store *st, const char *provider, const char *writer, const char 
     /* errmsg keeps the store's error so callers can log it. */
     return FL_OK;
 }
+
+int fl_check_cached(fl_store *st, const char *provider, const char *writer, const char *token,
+                    int64_t max_age_ms, fl_verdict *out)
+{
+    if (!st || !provider || !out || max_age_ms <= 0)
+        return fl_check(st, provider, writer, token, out);
+    int64_t mono = fl__mono_ms();
+    for (struct fl__cache *c = st->cache; c; c = c->next) {
+        if (strcmp(c->provider, provider) != 0)
+            continue;
+        if (mono < c->mono_ms || mono - c->mono_ms > max_age_ms)
+            break;
+        /* Validate exactly as fl_check does: the fast path must not be a
+         * way around the input rules. */
+        char e[FL_MESSAGE_MAX] = "";
+        int rc = FL_OK;
+        if (writer)
+            rc = fl_validate_text("writer", writer, e, sizeof e);
+        if (rc == FL_OK && token && *token)
+            rc = fl_validate_token(token, e, sizeof e);
+        if (rc != FL_OK)
+            return fl__store_err(st, rc, "%s", e);
+        memset(out, 0, sizeof *out);
+        fl__verdict(c->rows, c->n, c->store_now_ms + (mono - c->mono_ms), writer,
+                    (token && *token) ? token : NULL, out);
+        return FL_OK;
+    }
+    return fl_check(st, provider, writer, token, out);
+}
+
+int fl_wait_change(fl_store *st, const char *provider, int64_t timeout_ms)
+{
+    int rc = fl__ready(st);
+    if (rc != FL_OK) {
+        fl__sleep_ms(timeout_ms);  /* still a bounded wait, as promised */
+        return FL_OK;
+    }
+    char e[FL_MESSAGE_MAX];
+    if (fl_validate_provider(provider, e, sizeof e) != FL_OK)
+        return fl__store_err(st, FL_EINVAL, "%s", e);
+    if (timeout_ms < 0)
+        timeout_ms = 0;
+    return st->ops->wait_change(st, provider, timeout_ms);
+}

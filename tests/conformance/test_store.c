@@ -375,6 +375,44 @@ static void test_exclusive_blocks_exclusive(void **state)
     release(t->st, &a);
 }
 
+/* fl_check_cached answers from the handle's last read while it is young
+ * enough (a gateway's per-request check), and reads again after. */
+static void test_check_cached(void **state)
+{
+    tc *t = *state;
+    fl_store *other = ts_open();
+    fl_lease a = acq(other, t->p, "bench-A", FL_EXCLUSIVE, 30000);
+    fl_verdict v;
+    memset(&v, 0, sizeof v);
+    EXPECT_RC(t->st, FL_OK, fl_check_cached(t->st, t->p, "chat", NULL, 60000, &v));
+    assert_int_equal(v.allowed, 0);
+    /* Released by another handle: a young cache still says refused... */
+    release(other, &a);
+    EXPECT_RC(t->st, FL_OK, fl_check_cached(t->st, t->p, "chat", NULL, 60000, &v));
+    assert_int_equal(v.allowed, 0);
+    expect_message(v.message, PURPOSE, "bench-A", a.expires_at_ms);
+    /* A fresh read (fl_check) refreshes the cache; the holder's token is
+     * allowed from it by the same rule as fl_check... */
+    assert_int_equal(check(t->st, t->p, "chat", NULL).allowed, 1);
+    fl_lease b = acq(other, t->p, "bench-B", FL_EXCLUSIVE, 30000);
+    EXPECT_RC(t->st, FL_OK, fl_check_cached(t->st, t->p, "chat", NULL, 0, &v));
+    assert_int_equal(v.allowed, 0);
+    EXPECT_RC(t->st, FL_OK, fl_check_cached(t->st, t->p, "chat", b.token, 60000, &v));
+    assert_int_equal(v.allowed, 1);
+    /* ...and input is validated on the fast path too. */
+    EXPECT_RC(t->st, FL_EINVAL, fl_check_cached(t->st, t->p, "bad\x01writer", NULL, 60000, &v));
+    EXPECT_RC(t->st, FL_EINVAL, fl_check_cached(t->st, t->p, "chat", "nothex", 60000, &v));
+    /* max_age 0 always reads: after release it is free. */
+    release(other, &b);
+    EXPECT_RC(t->st, FL_OK, fl_check_cached(t->st, t->p, "chat", NULL, 0, &v));
+    assert_int_equal(v.allowed, 1);
+    /* fl_wait_change returns within its bound. */
+    int64_t t0 = ts_mono_ms();
+    EXPECT_RC(t->st, FL_OK, fl_wait_change(t->st, t->p, 200));
+    ASSERT_CMP(ts_mono_ms() - t0, <, 2000);
+    fl_close(other);
+}
+
 static void test_exclusive_blocks_shared(void **state)
 {
     tc *t = *state;
@@ -1805,6 +1843,7 @@ int main(int argc, char **argv)
         T(test_history_every_transition),
         T(test_sweep),
         T(test_check_verdicts),
+        T(test_check_cached),
         T(test_invalid_inputs),
         T(test_null_handling),
         T(test_open_and_store_info),

@@ -152,7 +152,7 @@ typedef struct fl_verdict {
 typedef struct fl_event {
     int64_t id;                       /* rises with every event in a store */
     int64_t at_ms;                    /* store clock */
-    char event[16];                   /* granted renewed released expired refused pending */
+    char event[16];                   /* granted renewed released expired refused pending isolation */
     char provider[FL_PROVIDER_MAX + 1];
     char holder[FL_TEXT_MAX + 1];
     char purpose[FL_TEXT_MAX + 1];
@@ -288,6 +288,50 @@ FL_EXTERN int fl_history(fl_store *st, const char *provider, size_t limit,
 FL_EXTERN int fl_sweep(fl_store *st, size_t *expired);
 
 FL_EXTERN void fl_free(void *p);
+
+/* ---- Isolation reports --------------------------------------------- */
+
+/*
+ * A lease-aware gateway in front of a provider counts, for each exclusive
+ * grant (provider + fence), what crossed it, and writes its counters to the
+ * store; several gateways may front one provider, and a report is the sum
+ * of theirs.  `fleetlease run` reads it when its job ends.
+ */
+#define FL_REPORT_WRITERS 16
+
+typedef struct fl_report_writer {
+    char writer[FL_TEXT_MAX + 1];
+    int64_t refused;
+} fl_report_writer;
+
+typedef struct fl_report {
+    char provider[FL_PROVIDER_MAX + 1];
+    int64_t fence;                        /* the exclusive grant it is about */
+    int gateways;                         /* fl_report_get: how many gateways reported */
+    int final;                            /* put: this gateway saw the lease end;
+                                             get: every reporting gateway did */
+    int64_t foreign_in_flight_at_grant;   /* foreign requests in flight at the grant */
+    int64_t concurrent_foreign_requests;  /* foreign requests admitted while active: must be 0 */
+    int64_t foreign_refused;              /* foreign requests refused while pending or active */
+    int64_t foreign_cut_off;              /* in flight when the drain timeout expired */
+    int64_t holder_requests;              /* requests carrying the lease's token */
+    int64_t updated_at_ms;                /* get: the latest report, store clock */
+    size_t n_writers;                     /* refusals by writer, most first */
+    fl_report_writer writers[FL_REPORT_WRITERS];
+} fl_report;
+
+/*
+ * Store this gateway's counters (absolute values, not increments) for
+ * r->provider / r->fence.  gateway names the reporter (1-256 bytes of
+ * text, e.g. "host:port"); writer names must be distinct.  A final report
+ * also writes an "isolation" history event whose detail holds the counts.
+ */
+FL_EXTERN int fl_report_put(fl_store *st, const char *gateway, const fl_report *r);
+
+/* The sum over every gateway's report of one grant.  FL_ENOTFOUND if no
+ * gateway reported on it. */
+FL_EXTERN int fl_report_get(fl_store *st, const char *provider, int64_t fence,
+                            fl_report *out);
 
 /* ---- Validation and formatting (what the CLI and HTTP API parse with) -- */
 

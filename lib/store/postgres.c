@@ -266,11 +266,29 @@ static const char SCHEMA_V1[] =
     "END\n"
     "$fn$;\n";
 
+/* Version 2: isolation reports, per grant and gateway (lib/report.c). */
+static const char SCHEMA_V2[] =
+    "CREATE TABLE IF NOT EXISTS control_host_lease_reports ("
+    "  provider_id TEXT NOT NULL, fence BIGINT NOT NULL, gateway TEXT NOT NULL,"
+    "  foreign_in_flight_at_grant BIGINT NOT NULL DEFAULT 0,"
+    "  concurrent_foreign BIGINT NOT NULL DEFAULT 0,"
+    "  foreign_refused BIGINT NOT NULL DEFAULT 0,"
+    "  foreign_cut_off BIGINT NOT NULL DEFAULT 0,"
+    "  holder_requests BIGINT NOT NULL DEFAULT 0,"
+    "  final INTEGER NOT NULL DEFAULT 0,"
+    "  updated_at BIGINT NOT NULL,"
+    "  PRIMARY KEY (provider_id, fence, gateway));\n"
+    "CREATE TABLE IF NOT EXISTS control_host_lease_report_refusals ("
+    "  provider_id TEXT NOT NULL, fence BIGINT NOT NULL, gateway TEXT NOT NULL,"
+    "  writer TEXT NOT NULL, refused BIGINT NOT NULL,"
+    "  PRIMARY KEY (provider_id, fence, gateway, writer));\n";
+
 static const struct {
     int version;
     const char *sql;
 } migrations[] = {
     {1, SCHEMA_V1},
+    {2, SCHEMA_V2},
 };
 
 /* ---- statements ---------------------------------------------------------- */
@@ -293,6 +311,9 @@ enum {
     Q_HISTORY_ALL,
     Q_HISTORY_ONE,
     Q_SWEEP,
+    Q_REPORT_PUT,
+    Q_REPORT_SUM,
+    Q_REPORT_WRITERS,
     Q_COUNT
 };
 
@@ -382,6 +403,42 @@ static const struct {
         "   (at, event, provider_id, holder, purpose, mode, fence, expires_at)"
         " SELECT d.now, 'expired', d.provider_id, d.holder, d.purpose, d.mode, d.fence,"
         "        d.expires_at FROM d ORDER BY d.provider_id, d.expires_at, d.token"},
+    /* One gateway's counters, its writers' refusals (two parallel arrays)
+     * and, when final, the history row: one statement, one commit. */
+    [Q_REPORT_PUT] = {"fl_report_put", 12,
+        NOW_CTE
+        ", m AS (INSERT INTO control_host_lease_reports (provider_id, fence, gateway,"
+        "          foreign_in_flight_at_grant, concurrent_foreign, foreign_refused,"
+        "          foreign_cut_off, holder_requests, final, updated_at)"
+        "        SELECT $1::text, $2::bigint, $3::text, $4::bigint, $5::bigint, $6::bigint,"
+        "               $7::bigint, $8::bigint, $9::int, n.now FROM n"
+        "        ON CONFLICT (provider_id, fence, gateway) DO UPDATE SET"
+        "          foreign_in_flight_at_grant = excluded.foreign_in_flight_at_grant,"
+        "          concurrent_foreign = excluded.concurrent_foreign,"
+        "          foreign_refused = excluded.foreign_refused,"
+        "          foreign_cut_off = excluded.foreign_cut_off,"
+        "          holder_requests = excluded.holder_requests,"
+        "          final = excluded.final, updated_at = excluded.updated_at),"
+        " w AS (INSERT INTO control_host_lease_report_refusals"
+        "         (provider_id, fence, gateway, writer, refused)"
+        "       SELECT $1::text, $2::bigint, $3::text, u.w, u.c"
+        "       FROM unnest($10::text[], $11::bigint[]) AS u(w, c)"
+        "       ON CONFLICT (provider_id, fence, gateway, writer)"
+        "       DO UPDATE SET refused = excluded.refused)"
+        " INSERT INTO control_host_lease_history"
+        "   (at, event, provider_id, holder, purpose, mode, fence, expires_at, detail)"
+        " SELECT n.now, 'isolation', $1::text, $3::text, 'isolation report', 'exclusive',"
+        "        $2::bigint, 0, $12::text FROM n WHERE $9::int = 1"},
+    [Q_REPORT_SUM] = {"fl_report_sum", 2,
+        "SELECT count(*), coalesce(min(final), 0), coalesce(sum(foreign_in_flight_at_grant), 0),"
+        "       coalesce(sum(concurrent_foreign), 0), coalesce(sum(foreign_refused), 0),"
+        "       coalesce(sum(foreign_cut_off), 0), coalesce(sum(holder_requests), 0),"
+        "       coalesce(max(updated_at), 0)"
+        " FROM control_host_lease_reports WHERE provider_id = $1::text AND fence = $2::bigint"},
+    [Q_REPORT_WRITERS] = {"fl_report_writers", 2,
+        "SELECT writer, sum(refused) FROM control_host_lease_report_refusals"
+        " WHERE provider_id = $1::text AND fence = $2::bigint"
+        " GROUP BY writer ORDER BY 2 DESC, 1 LIMIT 16"},
 };
 
 /* ---- connection -------------------------------------------------------- */
@@ -1066,6 +1123,100 @@ static int pg_sweep(fl_store *st, size_t *expired)
     return FL_OK;
 }
 
+/* ---- isolation reports -------------------------------------------- */
+
+/* A PostgreSQL array literal of the writers' names: each element quoted,
+ * with " and \ escaped, so that no name can break out of its element.
+ * Names are validated text (no control characters).  NULL on overflow. */
+static char *text_array(const fl_report *r)
+{
+    size_t cap = 3 + r->n_writers * (2 * FL_TEXT_MAX + 3);
+    char *buf = malloc(cap), *o = buf;
+    if (!buf)
+        return NULL;
+    *o++ = '{';
+    for (size_t i = 0; i < r->n_writers; i++) {
+        if (i)
+            *o++ = ',';
+        *o++ = '"';
+        for (const char *c = r->writers[i].writer; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                *o++ = '\\';
+            *o++ = *c;
+        }
+        *o++ = '"';
+    }
+    *o++ = '}';
+    *o = '\0';
+    return buf;
+}
+
+static int pg_report_put(fl_store *st, const char *gateway, const fl_report *r,
+                         const char *detail)
+{
+    char fence[24], c[5][24], fin[4];
+    char counts[2 + FL_REPORT_WRITERS * 22];
+    snprintf(fence, sizeof fence, "%lld", (long long)r->fence);
+    const int64_t v[5] = {r->foreign_in_flight_at_grant, r->concurrent_foreign_requests,
+                          r->foreign_refused, r->foreign_cut_off, r->holder_requests};
+    for (int i = 0; i < 5; i++)
+        snprintf(c[i], sizeof c[i], "%lld", (long long)v[i]);
+    snprintf(fin, sizeof fin, "%d", r->final ? 1 : 0);
+    size_t k = 0;
+    counts[k++] = '{';
+    for (size_t i = 0; i < r->n_writers; i++)
+        k += (size_t)snprintf(counts + k, sizeof counts - k, "%s%lld", i ? "," : "",
+                              (long long)r->writers[i].refused);
+    snprintf(counts + k, sizeof counts - k, "}");
+    char *names = text_array(r);
+    if (!names)
+        return fl__store_err(st, FL_ENOMEM, "out of memory");
+    const char *params[12] = {r->provider, fence, gateway, c[0], c[1], c[2], c[3], c[4],
+                              fin, names, counts, detail};
+    PGresult *res;
+    int rc = run(st, "report", Q_REPORT_PUT, params, &res);
+    PQclear(res);
+    free(names);
+    return rc;
+}
+
+static int pg_report_get(fl_store *st, const char *provider, int64_t fence, fl_report *out)
+{
+    char f[24];
+    snprintf(f, sizeof f, "%lld", (long long)fence);
+    const char *params[2] = {provider, f};
+    PGresult *r;
+    int rc = run(st, "report", Q_REPORT_SUM, params, &r);
+    if (rc != FL_OK)
+        return rc;
+    int64_t g = 0, fin = 0;
+    if (PQntuples(r) != 1 || col_i64(r, 0, 0, &g) || col_i64(r, 0, 1, &fin) ||
+        col_i64(r, 0, 2, &out->foreign_in_flight_at_grant) ||
+        col_i64(r, 0, 3, &out->concurrent_foreign_requests) ||
+        col_i64(r, 0, 4, &out->foreign_refused) || col_i64(r, 0, 5, &out->foreign_cut_off) ||
+        col_i64(r, 0, 6, &out->holder_requests) || col_i64(r, 0, 7, &out->updated_at_ms)) {
+        PQclear(r);
+        return bad_value(st, "report", "counters");
+    }
+    PQclear(r);
+    out->gateways = (int)g;
+    out->final = (int)fin;
+    if (g == 0)
+        return fl__store_err(st, FL_ENOTFOUND, "report: no gateway reported on %s fence %lld",
+                             provider, (long long)fence);
+    rc = run(st, "report", Q_REPORT_WRITERS, params, &r);
+    if (rc != FL_OK)
+        return rc;
+    for (int i = 0; i < PQntuples(r) && out->n_writers < FL_REPORT_WRITERS; i++) {
+        fl_report_writer *w = &out->writers[out->n_writers];
+        if (col_text(r, i, 0, w->writer, sizeof w->writer) == 0 &&
+            col_i64(r, i, 1, &w->refused) == 0)
+            out->n_writers++;
+    }
+    PQclear(r);
+    return FL_OK;
+}
+
 /*
  * Sleep up to timeout_ms, waking early on a notification for the provider.
  * Without a connection (the store is down) this is a plain sleep: the next
@@ -1122,4 +1273,6 @@ const fl__store_ops fl__postgres_ops = {
     .history = pg_history,
     .sweep = pg_sweep,
     .wait_change = pg_wait_change,
+    .report_put = pg_report_put,
+    .report_get = pg_report_get,
 };

@@ -30,7 +30,11 @@
 /* Opening may also race on the switch to WAL and the first DDL, which
  * SQLite reports as busy without always waiting; retry that long. */
 #define SQ_OPEN_WAIT_MS 10000
-#define SQ_SCHEMA_VERSION 1
+/* Version 2 added the isolation report tables.  Every version's DDL is
+ * additive and idempotent, so moving up runs the whole script again. */
+#define SQ_SCHEMA_VERSION 2
+#define SQ_STR_(x) #x
+#define SQ_STR(x) SQ_STR_(x)
 
 #define SQ_NOW "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)"
 #define SQ_COLS "token, provider_id, holder, purpose, mode, state, fence, ttl_ms, " \
@@ -73,7 +77,21 @@ static const char sq_ddl[] =
     " expires_at BIGINT NOT NULL DEFAULT 0,"
     " detail TEXT NOT NULL DEFAULT '');"
     "CREATE INDEX IF NOT EXISTS control_host_lease_history_provider"
-    " ON control_host_lease_history (provider_id, id);";
+    " ON control_host_lease_history (provider_id, id);"
+    "CREATE TABLE IF NOT EXISTS control_host_lease_reports ("
+    " provider_id TEXT NOT NULL, fence BIGINT NOT NULL, gateway TEXT NOT NULL,"
+    " foreign_in_flight_at_grant BIGINT NOT NULL DEFAULT 0,"
+    " concurrent_foreign BIGINT NOT NULL DEFAULT 0,"
+    " foreign_refused BIGINT NOT NULL DEFAULT 0,"
+    " foreign_cut_off BIGINT NOT NULL DEFAULT 0,"
+    " holder_requests BIGINT NOT NULL DEFAULT 0,"
+    " final INTEGER NOT NULL DEFAULT 0,"
+    " updated_at BIGINT NOT NULL,"
+    " PRIMARY KEY (provider_id, fence, gateway));"
+    "CREATE TABLE IF NOT EXISTS control_host_lease_report_refusals ("
+    " provider_id TEXT NOT NULL, fence BIGINT NOT NULL, gateway TEXT NOT NULL,"
+    " writer TEXT NOT NULL, refused BIGINT NOT NULL,"
+    " PRIMARY KEY (provider_id, fence, gateway, writer));";
 
 enum {
     Q_BEGIN,
@@ -99,6 +117,10 @@ enum {
     Q_SWEEP_DEL,
     Q_ANY_LAPSED,
     Q_DATA_VERSION,
+    Q_REPORT_PUT,
+    Q_REPORT_WRITER,
+    Q_REPORT_SUM,
+    Q_REPORT_WRITERS,
     Q_COUNT
 };
 
@@ -153,6 +175,28 @@ static const char *const sq_sql[Q_COUNT] = {
     [Q_ANY_LAPSED] = "SELECT 1 FROM control_host_leases WHERE expires_at <= ?1 LIMIT 1",
     /* Changes when another connection commits: SQLite's poor man's NOTIFY. */
     [Q_DATA_VERSION] = "PRAGMA data_version",
+    [Q_REPORT_PUT] = "INSERT INTO control_host_lease_reports (provider_id, fence, gateway,"
+                     " foreign_in_flight_at_grant, concurrent_foreign, foreign_refused,"
+                     " foreign_cut_off, holder_requests, final, updated_at)"
+                     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                     " ON CONFLICT (provider_id, fence, gateway) DO UPDATE SET"
+                     " foreign_in_flight_at_grant = excluded.foreign_in_flight_at_grant,"
+                     " concurrent_foreign = excluded.concurrent_foreign,"
+                     " foreign_refused = excluded.foreign_refused,"
+                     " foreign_cut_off = excluded.foreign_cut_off,"
+                     " holder_requests = excluded.holder_requests,"
+                     " final = excluded.final, updated_at = excluded.updated_at",
+    [Q_REPORT_WRITER] = "INSERT INTO control_host_lease_report_refusals"
+                        " (provider_id, fence, gateway, writer, refused) VALUES (?1, ?2, ?3, ?4, ?5)"
+                        " ON CONFLICT (provider_id, fence, gateway, writer)"
+                        " DO UPDATE SET refused = excluded.refused",
+    [Q_REPORT_SUM] = "SELECT count(*), min(final), sum(foreign_in_flight_at_grant),"
+                     " sum(concurrent_foreign), sum(foreign_refused), sum(foreign_cut_off),"
+                     " sum(holder_requests), max(updated_at)"
+                     " FROM control_host_lease_reports WHERE provider_id = ?1 AND fence = ?2",
+    [Q_REPORT_WRITERS] = "SELECT writer, sum(refused) FROM control_host_lease_report_refusals"
+                         " WHERE provider_id = ?1 AND fence = ?2"
+                         " GROUP BY writer ORDER BY 2 DESC, 1 LIMIT " SQ_STR(FL_REPORT_WRITERS),
 };
 
 typedef struct sq {
@@ -426,7 +470,7 @@ static int sq_version(sq *h, int *version)
  * file was written by a newer fleetlease (a logical error, not SQLite's).
  * Safe when many processes open a fresh file at once: the DDL is
  * idempotent and runs under the write lock, and the version row is
- * inserted in the same transaction, so version 1 implies every table.
+ * inserted in the same transaction, so a version implies every table.
  */
 static int sq_setup_once(sq *h, int *newer, char *mode, size_t modelen)
 {
@@ -473,10 +517,10 @@ static int sq_setup_once(sq *h, int *newer, char *mode, size_t modelen)
         rc = sq_version(h, &version);
     if (rc == SQLITE_OK && version > SQ_SCHEMA_VERSION)
         *newer = version;
-    if (rc == SQLITE_OK && version == 0)
+    if (rc == SQLITE_OK && version < SQ_SCHEMA_VERSION)
         rc = sqlite3_exec(h->db,
                           "INSERT INTO fl_schema_version (version, applied_at)"
-                          " VALUES (1, " SQ_NOW ")",
+                          " VALUES (" SQ_STR(SQ_SCHEMA_VERSION) ", " SQ_NOW ")",
                           NULL, NULL, NULL);
     if (rc == SQLITE_OK && *newer == 0)
         rc = sqlite3_exec(h->db, "COMMIT", NULL, NULL, NULL);
@@ -1106,6 +1150,92 @@ static int sq_wait_change(fl_store *st, const char *provider, int64_t timeout_ms
     }
 }
 
+/* ---- isolation reports -------------------------------------------- */
+
+static int sq_report_put(fl_store *st, const char *gateway, const fl_report *r,
+                         const char *detail)
+{
+    sq *h = st->impl;
+    int64_t now = 0;
+    int rc = sq_begin(st, h, "report", &now);
+    if (rc != FL_OK)
+        return rc;
+    sqlite3_stmt *s = h->q[Q_REPORT_PUT];
+    sq_text(s, 1, r->provider);
+    sqlite3_bind_int64(s, 2, r->fence);
+    sq_text(s, 3, gateway);
+    sqlite3_bind_int64(s, 4, r->foreign_in_flight_at_grant);
+    sqlite3_bind_int64(s, 5, r->concurrent_foreign_requests);
+    sqlite3_bind_int64(s, 6, r->foreign_refused);
+    sqlite3_bind_int64(s, 7, r->foreign_cut_off);
+    sqlite3_bind_int64(s, 8, r->holder_requests);
+    sqlite3_bind_int(s, 9, r->final ? 1 : 0);
+    sqlite3_bind_int64(s, 10, now);
+    int src = sq_run(s);
+    for (size_t i = 0; src == SQLITE_OK && i < r->n_writers; i++) {
+        s = h->q[Q_REPORT_WRITER];
+        sq_text(s, 1, r->provider);
+        sqlite3_bind_int64(s, 2, r->fence);
+        sq_text(s, 3, gateway);
+        sq_text(s, 4, r->writers[i].writer);
+        sqlite3_bind_int64(s, 5, r->writers[i].refused);
+        src = sq_run(s);
+    }
+    if (src != SQLITE_OK)
+        return sq_fail(st, h, "report", src);
+    if (r->final) {
+        rc = sq_history(st, h, "report", now, "isolation", r->provider, gateway,
+                        "isolation report", FL_EXCLUSIVE, r->fence, 0, detail);
+        if (rc != FL_OK)
+            return rc;
+    }
+    return sq_commit(st, h, "report");
+}
+
+static int sq_report_get(fl_store *st, const char *provider, int64_t fence, fl_report *out)
+{
+    sq *h = st->impl;
+    sqlite3_stmt *s = h->q[Q_REPORT_SUM];
+    sq_text(s, 1, provider);
+    sqlite3_bind_int64(s, 2, fence);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        rc = sq_fail(st, h, "report", rc);
+        sq_done(s);
+        return rc;
+    }
+    out->gateways = sqlite3_column_int(s, 0);
+    out->final = sqlite3_column_int(s, 1);
+    out->foreign_in_flight_at_grant = sqlite3_column_int64(s, 2);
+    out->concurrent_foreign_requests = sqlite3_column_int64(s, 3);
+    out->foreign_refused = sqlite3_column_int64(s, 4);
+    out->foreign_cut_off = sqlite3_column_int64(s, 5);
+    out->holder_requests = sqlite3_column_int64(s, 6);
+    out->updated_at_ms = sqlite3_column_int64(s, 7);
+    sq_done(s);
+    if (out->gateways == 0)
+        return fl__store_err(st, FL_ENOTFOUND, "report: no gateway reported on %s fence %lld",
+                             provider, (long long)fence);
+    s = h->q[Q_REPORT_WRITERS];
+    sq_text(s, 1, provider);
+    sqlite3_bind_int64(s, 2, fence);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && out->n_writers < FL_REPORT_WRITERS) {
+        const char *w = (const char *)sqlite3_column_text(s, 0);
+        fl_report_writer *rw = &out->writers[out->n_writers];
+        if (w && fl__copy(rw->writer, sizeof rw->writer, w) == FL_OK) {
+            rw->refused = sqlite3_column_int64(s, 1);
+            out->n_writers++;
+        }
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        rc = sq_fail(st, h, "report", rc);
+        sq_done(s);
+        return rc;
+    }
+    sq_done(s);
+    return FL_OK;
+}
+
 const fl__store_ops fl__sqlite_ops = {
     .kind = "sqlite",
     .open = sq_open,
@@ -1120,4 +1250,6 @@ const fl__store_ops fl__sqlite_ops = {
     .history = sq_history_op,
     .sweep = sq_sweep,
     .wait_change = sq_wait_change,
+    .report_put = sq_report_put,
+    .report_get = sq_report_get,
 };

@@ -65,6 +65,12 @@ typedef struct fl__store_ops {
     /* Block up to timeout_ms or until the provider may have changed
      * (PostgreSQL: LISTEN/NOTIFY; SQLite: a plain sleep). */
     int (*wait_change)(fl_store *st, const char *provider, int64_t timeout_ms);
+    /* Upsert one gateway's counters (validated by lib/report.c); when
+     * r->final, also the "isolation" history row with `detail`. */
+    int (*report_put)(fl_store *st, const char *gateway, const fl_report *r,
+                      const char *detail);
+    /* Sum over gateways; FL_ENOTFOUND when none reported. */
+    int (*report_get)(fl_store *st, const char *provider, int64_t fence, fl_report *out);
 } fl__store_ops;
 
 extern const fl__store_ops fl__sqlite_ops;

@@ -413,6 +413,64 @@ static void test_check_cached(void **state)
     fl_close(other);
 }
 
+/* Isolation reports: per gateway, summed per grant; final ones land in
+ * history.  Absolute counters: a repeated put replaces, never adds. */
+static void test_isolation_report(void **state)
+{
+    tc *t = *state;
+    fl_lease a = acq(t->st, t->p, "bench-A", FL_EXCLUSIVE, 30000);
+    fl_report r, got;
+    memset(&r, 0, sizeof r);
+    snprintf(r.provider, sizeof r.provider, "%s", t->p);
+    r.fence = a.fence;
+    EXPECT_RC(t->st, FL_ENOTFOUND, fl_report_get(t->st, t->p, a.fence, &got));
+    r.foreign_refused = 3;
+    r.holder_requests = 10;
+    r.n_writers = 2;
+    snprintf(r.writers[0].writer, sizeof r.writers[0].writer, "chat");
+    r.writers[0].refused = 2;
+    snprintf(r.writers[1].writer, sizeof r.writers[1].writer, "odd \"name\\, {x}");
+    r.writers[1].refused = 1;
+    EXPECT_RC(t->st, FL_OK, fl_report_put(t->st, "gw-1", &r));
+    r.holder_requests = 12; /* replaces */
+    EXPECT_RC(t->st, FL_OK, fl_report_put(t->st, "gw-1", &r));
+    fl_report r2 = r;
+    r2.foreign_in_flight_at_grant = 1;
+    r2.holder_requests = 5;
+    r2.n_writers = 1;
+    r2.writers[0].refused = 4;
+    r2.final = 1;
+    EXPECT_RC(t->st, FL_OK, fl_report_put(t->st, "gw-2", &r2));
+    EXPECT_RC(t->st, FL_OK, fl_report_get(t->st, t->p, a.fence, &got));
+    assert_int_equal(got.gateways, 2);
+    assert_int_equal(got.final, 0); /* gw-1 has not seen the end yet */
+    ASSERT_CMP(got.holder_requests, ==, 17);
+    ASSERT_CMP(got.foreign_in_flight_at_grant, ==, 1);
+    ASSERT_CMP(got.concurrent_foreign_requests, ==, 0);
+    assert_int_equal(got.n_writers, 2);
+    assert_string_equal(got.writers[0].writer, "chat");
+    ASSERT_CMP(got.writers[0].refused, ==, 6);
+    assert_string_equal(got.writers[1].writer, "odd \"name\\, {x}");
+    r.final = 1;
+    EXPECT_RC(t->st, FL_OK, fl_report_put(t->st, "gw-1", &r));
+    EXPECT_RC(t->st, FL_OK, fl_report_get(t->st, t->p, a.fence, &got));
+    assert_int_equal(got.final, 1);
+    size_t n;
+    fl_event *ev = hist(t, t->p, &n);
+    assert_int_equal(count_events(ev, n, "isolation", a.fence), 2);
+    /* Bad input changes nothing. */
+    r.n_writers = 2;
+    snprintf(r.writers[1].writer, sizeof r.writers[1].writer, "chat");
+    EXPECT_RC(t->st, FL_EINVAL, fl_report_put(t->st, "gw-1", &r));
+    r.n_writers = 0;
+    r.concurrent_foreign_requests = -1;
+    EXPECT_RC(t->st, FL_EINVAL, fl_report_put(t->st, "gw-1", &r));
+    EXPECT_RC(t->st, FL_EINVAL, fl_report_put(t->st, "bad\ngw", &r));
+    EXPECT_RC(t->st, FL_OK, fl_report_get(t->st, t->p, a.fence, &got));
+    ASSERT_CMP(got.holder_requests, ==, 17);
+    release(t->st, &a);
+}
+
 static void test_exclusive_blocks_shared(void **state)
 {
     tc *t = *state;
@@ -1844,6 +1902,7 @@ int main(int argc, char **argv)
         T(test_sweep),
         T(test_check_verdicts),
         T(test_check_cached),
+        T(test_isolation_report),
         T(test_invalid_inputs),
         T(test_null_handling),
         T(test_open_and_store_info),

@@ -3,9 +3,9 @@
 # Idempotent and quick when everything is present (no apt-get update then).
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libsqlite3-dev libpq-dev libevent-dev
-      libjansson-dev libcmocka-dev sqlite3 jq)
+      libjansson-dev libcmocka-dev libssl-dev sqlite3 jq)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(postgresql-15 procps psmisc)
+  pkgs+=(postgresql-15 procps psmisc curl)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

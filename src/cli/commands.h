@@ -23,6 +23,7 @@ CLI_DECLARE(list);
 CLI_DECLARE(history);
 CLI_DECLARE(sweep);
 CLI_DECLARE(run);
+CLI_DECLARE(serve);
 
 #undef CLI_DECLARE
 

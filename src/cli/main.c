@@ -17,6 +17,7 @@ const cli_command cli_commands[] = {
     {"history", cmd_history, "show the audit history, newest first", cmd_history_usage},
     {"sweep", cmd_sweep, "delete lapsed leases, recording them as expired", cmd_sweep_usage},
     {"run", cmd_run, "run a command under a lease, heartbeating, and release", cmd_run_usage},
+    {"serve", cmd_serve, "serve the lease API over HTTP (see docs/api.md)", cmd_serve_usage},
     {NULL, NULL, NULL, NULL},
 };
 

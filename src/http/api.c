@@ -18,7 +18,6 @@
  */
 #include "serve.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,7 +141,8 @@ static const char *json_type_name(const json_t *v)
 static int parse_query(rq *r, struct evkeyvalq *kv, const char *const *allowed)
 {
     char q[160];
-    TAILQ_INIT(kv);
+    kv->tqh_first = NULL;
+    kv->tqh_last = &kv->tqh_first;
     const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(r->req);
     const char *query = u ? evhttp_uri_get_query(u) : NULL;
     if (!query || !query[0])
@@ -377,7 +377,16 @@ static int h_acquire(rq *r)
      * JSON_PARSER_MAX_DEPTH (2048); the body limit bounds the rest. */
     json_t *root = data ? json_loadb(data, len, JSON_REJECT_DUPLICATES, &je) : NULL;
     if (!root) {
-        srv_reply_error(s, r->req, 400, "invalid", "body: invalid JSON at line %d column %d: %s",
+        const char *what = "invalid JSON";
+        switch (json_error_code(&je)) {
+        case json_error_invalid_utf8: what = "not valid UTF-8"; break;
+        case json_error_stack_overflow: what = "JSON nested too deep (depth limit "
+                                               "2048)"; break;
+        case json_error_duplicate_key: what = "invalid JSON (a field given twice)"; break;
+        case json_error_null_character: what = "invalid JSON (\\u0000 is not allowed)"; break;
+        default: break;
+        }
+        srv_reply_error(s, r->req, 400, "invalid", "body: %s at line %d column %d: %s", what,
                         je.line, je.column, je.text);
         return 400;
     }
@@ -780,11 +789,12 @@ static int h_simple(rq *r, srv_op op, srv_done_fn done)
 
 enum { M_GET = EVHTTP_REQ_GET, M_POST = EVHTTP_REQ_POST, M_DELETE = EVHTTP_REQ_DELETE };
 
-static int method_not_allowed(rq *r, const char *allow)
+/* `pattern` names the endpoint without the path's own text (tokens). */
+static int method_not_allowed(rq *r, const char *pattern, const char *allow)
 {
     add_header(r->req, "Allow", allow);
-    srv_reply_error(r->s, r->req, 405, "method_not_allowed", "%s %s: allowed: %s",
-                    method_name(evhttp_request_get_command(r->req)), r->route, allow);
+    srv_reply_error(r->s, r->req, 405, "method_not_allowed", "%s %s: allowed methods: %s",
+                    method_name(evhttp_request_get_command(r->req)), pattern, allow);
     return 405;
 }
 
@@ -890,16 +900,16 @@ static int dispatch(rq *r)
     switch (route) {
     case R_STATUS:
         if (m != EVHTTP_REQ_GET)
-            return method_not_allowed(r, "GET");
+            return method_not_allowed(r, "/", "GET");
         srv_status_page(s, req);
         return 200;
     case R_HEALTH:
         if (m != EVHTTP_REQ_GET)
-            return method_not_allowed(r, "GET");
+            return method_not_allowed(r, "/healthz", "GET");
         return h_simple(r, SRV_OP_NOW, health_done);
     case R_METRICS:
         if (m != EVHTTP_REQ_GET)
-            return method_not_allowed(r, "GET");
+            return method_not_allowed(r, "/metrics", "GET");
         if (!s->public_metrics) {
             int st = authenticate(r);
             if (st)
@@ -921,8 +931,13 @@ static int dispatch(rq *r)
              : route == R_HEARTBEAT ? m == EVHTTP_REQ_POST
              : route == R_AUTH ? 1
                                : m == EVHTTP_REQ_GET;
+    const char *pattern = route == R_LEASES ? "/v1/leases"
+                          : route == R_LEASE ? "/v1/leases/{token}"
+                          : route == R_HEARTBEAT ? "/v1/leases/{token}/heartbeat"
+                          : route == R_CHECK ? "/v1/providers/{id}/check"
+                                             : "/v1/history";
     if (!ok)
-        return method_not_allowed(r, allow);
+        return method_not_allowed(r, pattern, allow);
     int st = authenticate(r);
     if (st)
         return st;

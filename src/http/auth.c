@@ -15,7 +15,6 @@
  */
 #include "serve.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>

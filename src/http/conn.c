@@ -2,23 +2,21 @@
  * src/http/conn.c -- a record per client connection: the open-connection
  * limit, the request deadline (slow-loris), eviction of idle connections.
  *
- * libevent 2.1's evhttp has no hook for "connection opened" or "connection
- * freed" (evhttp_set_newreqcb came in 2.2) and its timeouts are idle
- * timeouts, which a client sending one header byte per second never
- * trips.  So the bufferevent evhttp uses for each connection is made here
- * (evhttp_set_bevcb): a pass-through filter bufferevent over the socket
- * bufferevent.  Its free_context callback runs when evhttp frees the
- * connection, for whatever reason -- that is the "closed" hook -- and the
- * record it carries holds our timer.
- *
- * Two libevent details this relies on (both checked by tests/http):
- * - evhttp calls bufferevent_setfd() on the filter, which forwards it to
- *   the socket bufferevent underneath.
- * - A filter does not push queued output when writing is re-enabled,
- *   and evhttp queues a reply before it enables writing; without help a
- *   reply could sit in the filter until the next socket event.  So a
- *   callback on the filter's output buffer schedules a flush on the loop
- *   (deferred: it runs after evhttp has enabled writing).
+ * libevent 2.1's evhttp has no hook for "connection opened" (the request
+ * callback only comes once a whole request is read, which an idle or slow
+ * client never sends) and its timeouts are idle timeouts, which a client
+ * sending one header byte per second never trips.  What it has:
+ * - evhttp_set_bevcb: we make the bufferevent of each new connection (a
+ *   plain socket bufferevent, as evhttp would) -- that is "opened";
+ * - evhttp_connection_set_closecb: called from evhttp_connection_free,
+ *   whatever the reason -- that is "closed".  It needs the connection
+ *   object, which does not exist yet when bevcb runs.  evhttp creates it
+ *   right after, synchronously, and installs its callbacks on our
+ *   bufferevent with the connection as their argument; so on the next
+ *   loop turn ("adopt") we read it back with bufferevent_getcb, check it
+ *   with evhttp_connection_get_bufferevent, and set the close callback.
+ *   Until then we hold a reference on the bufferevent, so that a
+ *   connection freed before adoption cannot leave us a dangling pointer.
  *
  * Policy:
  * - Deadline: a connection that is not busy (no request of it is being
@@ -39,17 +37,17 @@
 
 #include <errno.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/socket.h>
 
 struct srv_conn {
     srv *s;
-    struct bufferevent *bev;   /* the filter evhttp owns; the key */
+    struct bufferevent *bev;   /* evhttp's bufferevent for it; the key */
     struct event *timer;       /* deadline, or immediate close */
-    struct event *flush;       /* see the file comment */
+    struct event *adopt_ev;
     srv_conn *hnext;           /* hash chain */
     srv_conn *prev, *next;     /* idle list, oldest first */
     srv_job *job;              /* job answering its request, or NULL */
+    int adopted;               /* close callback set; our reference dropped */
     int busy;                  /* a request of it is being answered */
     int idle_listed;
     int doomed;                /* 1: evicted (over the limit); 2: refused */
@@ -113,13 +111,58 @@ static void arm_deadline(srv_conn *c)
     evtimer_add(c->timer, &tv);
 }
 
-/* evhttp gave the bufferevent up (bufferevent_free clears its callbacks)
- * but its finalizer, which frees this record, has not run yet. */
-static int released(const srv_conn *c)
+/* Forget the record (the connection is gone). */
+static void drop(srv_conn *c)
 {
+    srv_conns *t = c->s->conns;
+    srv_conn **pp = &t->bucket[slot(t, c->bev)];
+    while (*pp && *pp != c)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = c->hnext;
+    idle_remove(t, c);
+    if (c->job)
+        c->job->conn = NULL;
+    event_free(c->timer);
+    event_free(c->adopt_ev);
+    t->open--;
+    if (!c->adopted)
+        bufferevent_decref(c->bev);
+    free(c);
+}
+
+static void on_close(struct evhttp_connection *evcon, void *arg)
+{
+    (void)evcon;
+    drop(arg);
+}
+
+/* 1 when the record is adopted (close callback set), 0 when the
+ * connection was already gone and the record is freed. */
+static int adopt(srv_conn *c)
+{
+    if (c->adopted)
+        return 1;
     bufferevent_event_cb ecb = NULL;
-    bufferevent_getcb(c->bev, NULL, NULL, &ecb, NULL);
-    return ecb == NULL;
+    void *arg = NULL;
+    bufferevent_getcb(c->bev, NULL, NULL, &ecb, &arg);
+    struct evhttp_connection *evcon = arg;
+    if (!ecb || !evcon || evhttp_connection_get_bufferevent(evcon) != c->bev) {
+        /* bufferevent_free clears the callbacks: evhttp let it go. */
+        drop(c);
+        return 0;
+    }
+    evhttp_connection_set_closecb(evcon, on_close, c);
+    c->adopted = 1;
+    bufferevent_decref(c->bev);
+    return 1;
+}
+
+static void on_adopt(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    adopt(arg);
 }
 
 static void doom(srv_conn *c, int why)
@@ -136,53 +179,19 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     srv *s = c->s;
     (void)fd;
     (void)what;
+    if (!adopt(c))
+        return;
     /* A request may have arrived between the decision and now: it is
      * answered; the limit is enforced again at the next accept. */
-    if (c->busy || released(c))
+    if (c->busy)
         return;
     if (c->doomed == 2)
         s->metrics.conns_refused++;
     else
         s->metrics.conns_evicted++;
-    /* evhttp treats this like its own read timeout: it frees the
-     * connection (and so the record, via conn_freed). */
+    /* evhttp treats this like its own read timeout and frees the
+     * connection; on_close frees c (and this timer) on the way. */
     bufferevent_trigger_event(c->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, 0);
-}
-
-static void on_flush(evutil_socket_t fd, short what, void *arg)
-{
-    srv_conn *c = arg;
-    (void)fd;
-    (void)what;
-    if (!released(c))
-        bufferevent_flush(c->bev, EV_WRITE, BEV_NORMAL);
-}
-
-static void on_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
-{
-    srv_conn *c = arg;
-    (void)buf;
-    if (info->n_added > 0)
-        event_active(c->flush, EV_TIMEOUT, 0);
-}
-
-/* free_context of the filter: evhttp freed the connection. */
-static void conn_freed(void *arg)
-{
-    srv_conn *c = arg;
-    srv_conns *t = c->s->conns;
-    srv_conn **pp = &t->bucket[slot(t, c->bev)];
-    while (*pp && *pp != c)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = c->hnext;
-    idle_remove(t, c);
-    if (c->job)
-        c->job->conn = NULL;
-    event_free(c->timer);
-    event_free(c->flush);
-    t->open--;
-    free(c);
 }
 
 static void warn_limit(srv *s)
@@ -204,33 +213,23 @@ static struct bufferevent *make_bev(struct event_base *base, void *arg)
     srv *s = arg;
     srv_conns *t = s->conns;
     srv_conn *c = calloc(1, sizeof *c);
-    struct bufferevent *u = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (!c || !u)
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!c || !bev)
         goto fail;
     c->s = s;
+    c->bev = bev;
     c->timer = evtimer_new(base, on_timer, c);
-    c->flush = event_new(base, -1, 0, on_flush, c);
-    if (!c->timer || !c->flush)
+    c->adopt_ev = event_new(base, -1, 0, on_adopt, c);
+    if (!c->timer || !c->adopt_ev)
         goto fail;
-    c->bev = bufferevent_filter_new(u, NULL, NULL, BEV_OPT_CLOSE_ON_FREE, conn_freed, c);
-    if (!c->bev)
-        goto fail;
-    u = NULL; /* owned by the filter now */
-    if (!evbuffer_add_cb(bufferevent_get_output(c->bev), on_output, c)) {
-        /* Freeing the filter calls conn_freed: account for it first. */
-        t->open++;
-        c->hnext = t->bucket[slot(t, c->bev)];
-        t->bucket[slot(t, c->bev)] = c;
-        bufferevent_free(c->bev);
-        return NULL;
-    }
-
-    c->hnext = t->bucket[slot(t, c->bev)];
-    t->bucket[slot(t, c->bev)] = c;
+    bufferevent_incref(bev); /* until adopted: see the file comment */
+    c->hnext = t->bucket[slot(t, bev)];
+    t->bucket[slot(t, bev)] = c;
     t->open++;
     s->metrics.conns_accepted++;
     idle_push(t, c);
     arm_deadline(c);
+    event_active(c->adopt_ev, EV_TIMEOUT, 0);
     if (t->open > (size_t)s->lim.max_conns) {
         srv_conn *victim = t->idle_head;
         while (victim && victim == c)
@@ -241,18 +240,18 @@ static struct bufferevent *make_bev(struct event_base *base, void *arg)
             doom(c, 2);
         warn_limit(s);
     }
-    return c->bev;
+    return bev;
 
 fail:
-    /* evhttp then makes a bufferevent of its own: that connection is
-     * served but not tracked, which only happens when memory is short. */
-    if (u)
-        bufferevent_free(u);
+    /* NULL makes evhttp create a bufferevent of its own: that connection
+     * is served but not tracked, which only happens when memory is short. */
+    if (bev)
+        bufferevent_free(bev);
     if (c) {
         if (c->timer)
             event_free(c->timer);
-        if (c->flush)
-            event_free(c->flush);
+        if (c->adopt_ev)
+            event_free(c->adopt_ev);
         free(c);
     }
     return NULL;
@@ -281,6 +280,11 @@ void srv_conns_free(srv *s)
     srv_conns *t = s->conns;
     if (!t)
         return;
+    if (t->open != 0) {
+        char n[32];
+        srv_log("warn", "connections_leaked", "open", srv_num(n, sizeof n, (long long)t->open),
+                NULL);
+    }
     free(t->bucket);
     free(t);
     s->conns = NULL;
@@ -297,7 +301,7 @@ srv_conn *srv_conn_busy(srv *s, struct evhttp_request *req)
     if (!evcon)
         return NULL;
     srv_conn *c = lookup(s->conns, evhttp_connection_get_bufferevent(evcon));
-    if (!c)
+    if (!c || !adopt(c))
         return NULL;
     idle_remove(s->conns, c);
     evtimer_del(c->timer);
@@ -330,8 +334,7 @@ int srv_conn_client_gone(const srv_conn *c)
     /* evhttp does not read while a request is being answered, so a close
      * by the client is only visible on the socket itself.  MSG_PEEK: a
      * pipelined next request stays for evhttp to read. */
-    struct bufferevent *u = bufferevent_get_underlying(c->bev);
-    evutil_socket_t fd = u ? bufferevent_getfd(u) : -1;
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
     if (fd < 0)
         return 0;
     char b;

@@ -126,12 +126,10 @@ static void histogram(struct evbuffer *o, srv_metrics *m)
     }
 }
 
-void srv_metrics_render(const srv *s, struct evbuffer *o, const fl_lease *leases, size_t n,
+void srv_metrics_render(srv *s, struct evbuffer *o, const fl_lease *leases, size_t n,
                         int store_ok)
 {
-    /* The histogram's lock is the only thing written here; the rest is
-     * read on the loop thread that owns it. */
-    srv_metrics *m = (srv_metrics *)&s->metrics;
+    srv_metrics *m = &s->metrics;
 
     gauge(o, "fleetlease_store_up", "1 if the store answered this scrape's list call.", store_ok);
     if (store_ok)

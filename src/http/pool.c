@@ -25,7 +25,6 @@
  */
 #include "serve.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -95,7 +94,25 @@ static void run_acquire(srv_job *j, fl_store *st)
     }
 }
 
-static void run(srv_job *j, fl_store *st)
+/* Once more when the first call found this handle's connection broken:
+ * see run(). */
+static int retry_worthwhile(const srv_job *j)
+{
+    switch (j->op) {
+    case SRV_OP_CHECK:
+        return j->rc == FL_EUNAVAIL || (j->rc == FL_OK && j->verdict.stale);
+    case SRV_OP_HEARTBEAT:
+    case SRV_OP_LIST:
+    case SRV_OP_HISTORY:
+    case SRV_OP_SWEEP:
+    case SRV_OP_NOW:
+        return j->rc == FL_EUNAVAIL;
+    default:
+        return 0;
+    }
+}
+
+static void run_once(srv_job *j, fl_store *st)
 {
     const char *prov = j->provider[0] ? j->provider : NULL;
     switch (j->op) {
@@ -129,6 +146,29 @@ static void run(srv_job *j, fl_store *st)
     default:
         j->rc = FL_EINVAL;
         break;
+    }
+}
+
+/*
+ * A handle notices a lost connection only by failing a call; the next call
+ * on it reconnects at once.  With one handle per worker, every worker
+ * would answer one request with 503 (or a stale check) after the store
+ * came back.  So a call that cannot change anything twice -- reads, the
+ * sweep, a renew (which only moves the expiry to now + ttl again) -- is
+ * made once more.  Acquire and release are not: the first attempt may
+ * have committed before the connection broke.
+ */
+static void run(srv_job *j, fl_store *st)
+{
+    run_once(j, st);
+    if (retry_worthwhile(j)) {
+        memset(&j->verdict, 0, sizeof j->verdict);
+        fl_free(j->leases);
+        fl_free(j->events);
+        j->leases = NULL;
+        j->events = NULL;
+        j->nleases = j->nevents = 0;
+        run_once(j, st);
     }
     if (j->rc != FL_OK)
         snprintf(j->err, sizeof j->err, "%s",
@@ -180,6 +220,11 @@ int srv_pool_start(srv *s, int n, srv_pool **out)
         if (rc != 0) {
             srv_pool_stop(p);
             return rc;
+        }
+        if (i == 0) {
+            snprintf(s->store_kind, sizeof s->store_kind, "%s", fl_store_kind(p->w[0].st));
+            snprintf(s->store_display, sizeof s->store_display, "%s",
+                     fl_store_display(p->w[0].st));
         }
     }
     for (int i = 0; i < n; i++) {

@@ -91,8 +91,7 @@ void srv_metrics_observe(srv_metrics *m, srv_op op, double seconds);
 /* Prometheus text exposition; `leases` from fl_list (may be NULL when the
  * store could not be read: the gauge is then left out, and
  * fleetlease_store_up is 0). */
-struct evbuffer;
-void srv_metrics_render(const srv *s, struct evbuffer *out, const fl_lease *leases,
+void srv_metrics_render(srv *s, struct evbuffer *out, const fl_lease *leases,
                         size_t n, int store_ok);
 
 /* ---- the server --------------------------------------------------------- */

@@ -88,7 +88,8 @@ typedef enum fl_code {
     FL_ESTORE = 7,    /* the store answered with an error (schema, permissions, SQL) */
     FL_ENOMEM = 8,    /* out of memory */
     FL_ESYS = 9,      /* a system call failed (errno in the message) */
-    FL_EURL = 10      /* the store URL is malformed or names an unknown scheme */
+    FL_EURL = 10,     /* the store URL is malformed or names an unknown scheme */
+    FL_ECANCELED = 11 /* a waiting acquire was cancelled by its caller */
 } fl_code;
 
 /* Short, static English description of a code; never NULL. */
@@ -215,6 +216,28 @@ FL_EXTERN int fl_store_now(fl_store *st, int64_t *now_ms);
 FL_EXTERN int fl_acquire(fl_store *st, const char *provider, const char *holder,
                          const char *purpose, fl_mode mode, int64_t ttl_ms,
                          int64_t wait_ms, fl_lease *out, fl_verdict *conflict);
+
+/*
+ * fl_acquire with options, for callers that must be able to stop a long
+ * wait (a daemon shutting down, a client that went away).  `cancel`, if
+ * not NULL, is called between attempts, at least every 100 ms while
+ * waiting, from the calling thread; returning nonzero ends the wait with
+ * FL_ECANCELED: the pending intent is withdrawn and one "refused" event is
+ * recorded, as for a wait that ran out.  Fields not set are 0/NULL.
+ */
+typedef struct fl_acquire_opts {
+    const char *provider;
+    const char *holder;
+    const char *purpose;
+    fl_mode mode;
+    int64_t ttl_ms;
+    int64_t wait_ms;
+    int (*cancel)(void *arg);
+    void *cancel_arg;
+} fl_acquire_opts;
+
+FL_EXTERN int fl_acquire_ex(fl_store *st, const fl_acquire_opts *opts, fl_lease *out,
+                            fl_verdict *conflict);
 
 /*
  * Renew the lease named by token: expires_at becomes store-now + its ttl.

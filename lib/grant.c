@@ -157,7 +157,6 @@ int fl_grant_acquire(const fl_grant_opts *o, fl_grant **out, fl_verdict *conflic
         fl__fmt(err, errlen, "fl_grant_acquire: opts and out must not be NULL");
         return FL_EINVAL;
     }
-    *out = NULL;
     char url[FL_URL_MAX];
     if (fl_resolve_url(o->url, url, sizeof url) != FL_OK) {
         fl__fmt(err, errlen, "store URL: cannot resolve (set --db, FLEETLEASE_DB or HOME)");
@@ -177,11 +176,13 @@ int fl_grant_acquire(const fl_grant_opts *o, fl_grant **out, fl_verdict *conflic
     g->on_lost = o->on_lost;
     g->arg = o->arg;
 
-    int rc = fl_open(url, &g->st);
+    fl_acquire_opts ao = {.provider = o->provider, .holder = o->holder,
+                          .purpose = o->purpose, .mode = o->mode, .ttl_ms = o->ttl_ms,
+                          .wait_ms = o->wait_ms};
     int64_t sent = 0;
+    int rc = fl_open(url, &g->st);
     if (rc == FL_OK)
-        rc = fl__acquire(g->st, o->provider, o->holder, o->purpose, o->mode, o->ttl_ms,
-                         o->wait_ms, &g->lease, conflict, &sent);
+        rc = fl__acquire(g->st, &ao, &g->lease, conflict, &sent);
     if (rc != FL_OK) {
         fl__fmt(err, errlen, "%s", g->st ? fl_errmsg(g->st) : fl_strerror(rc));
         grant_free(g);

@@ -32,13 +32,21 @@ static void format_ms(int64_t ms, char *buf, size_t len)
         snprintf(buf, len, "%lldms", (long long)ms);
 }
 
-int fl__acquire(fl_store *st, const char *provider, const char *holder,
-                const char *purpose, fl_mode mode, int64_t ttl_ms, int64_t wait_ms,
-                fl_lease *out, fl_verdict *conflict, int64_t *sent_mono_ms)
+/* While a cancel callback is set, naps are cut to this, so that a
+ * cancellation is seen within it. */
+#define CANCEL_POLL_MS 100
+
+int fl__acquire(fl_store *st, const fl_acquire_opts *o, fl_lease *out, fl_verdict *conflict,
+                int64_t *sent_mono_ms)
 {
     int rc = fl__ready(st);
     if (rc != FL_OK)
         return rc;
+    if (!o)
+        return fl__store_err(st, FL_EINVAL, "fl_acquire_ex: opts must not be NULL");
+    const char *provider = o->provider, *holder = o->holder, *purpose = o->purpose;
+    const fl_mode mode = o->mode;
+    const int64_t ttl_ms = o->ttl_ms, wait_ms = o->wait_ms;
     if (!out)
         return fl__store_err(st, FL_EINVAL, "fl_acquire: out must not be NULL");
     CHECK_ARG(fl_validate_provider(provider, e_, sizeof e_));
@@ -81,6 +89,7 @@ int fl__acquire(fl_store *st, const char *provider, const char *holder,
         return fl__store_err(st, FL_ENOMEM, "out of memory");
     }
     char unavail[FL_MESSAGE_MAX] = "";
+    int canceled = 0;
     for (unsigned attempt = 0;; attempt++) {
         int64_t now = fl__mono_ms();
         req.may_pend = (mode == FL_EXCLUSIVE && wait_ms > 0 && now < deadline);
@@ -115,8 +124,19 @@ int fl__acquire(fl_store *st, const char *provider, const char *holder,
         int64_t nap = fl__backoff(attempt, cap, rnd);
         if (nap > left)
             nap = left;
-        /* wait_change's result only says whether to look again early. */
-        st->ops->wait_change(st, provider, nap);
+        /* wait_change's result only says whether to look again early.  With
+         * a cancel callback the nap is sliced so that it is asked often. */
+        while (nap > 0) {
+            if (o->cancel && o->cancel(o->cancel_arg)) {
+                canceled = 1;
+                break;
+            }
+            int64_t piece = (o->cancel && nap > CANCEL_POLL_MS) ? CANCEL_POLL_MS : nap;
+            st->ops->wait_change(st, provider, piece);
+            nap -= piece;
+        }
+        if (canceled)
+            break;
     }
     free(res);
     if (unavail[0]) {
@@ -135,6 +155,12 @@ int fl__acquire(fl_store *st, const char *provider, const char *holder,
     st->ops->give_up(st, &req, last->message);
     if (conflict)
         *conflict = *last;
+    if (canceled) {
+        fl__store_err(st, FL_ECANCELED, "%s: acquire cancelled while waiting: %s", provider,
+                      last->message);
+        free(last);
+        return FL_ECANCELED;
+    }
     char w[32];
     format_ms(wait_ms, w, sizeof w);
     if (wait_ms > 0)
@@ -149,8 +175,14 @@ int fl_acquire(fl_store *st, const char *provider, const char *holder,
                const char *purpose, fl_mode mode, int64_t ttl_ms,
                int64_t wait_ms, fl_lease *out, fl_verdict *conflict)
 {
-    return fl__acquire(st, provider, holder, purpose, mode, ttl_ms, wait_ms, out,
-                       conflict, NULL);
+    fl_acquire_opts o = {.provider = provider, .holder = holder, .purpose = purpose,
+                         .mode = mode, .ttl_ms = ttl_ms, .wait_ms = wait_ms};
+    return fl__acquire(st, &o, out, conflict, NULL);
+}
+
+int fl_acquire_ex(fl_store *st, const fl_acquire_opts *opts, fl_lease *out, fl_verdict *conflict)
+{
+    return fl__acquire(st, opts, out, conflict, NULL);
 }
 
 int fl_heartbeat(fl_store *st, const char *token, fl_lease *out)

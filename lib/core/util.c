@@ -59,6 +59,7 @@ const char *fl_strerror(int code)
     case FL_ENOMEM: return "out of memory";
     case FL_ESYS: return "system error";
     case FL_EURL: return "invalid store URL";
+    case FL_ECANCELED: return "cancelled";
     default: return "unknown error";
     }
 }

@@ -103,9 +103,8 @@ void fl__cache_free(fl_store *st);
  * successful attempt was sent: the grant's local deadline counts from there
  * (the store's expiry is at least ttl after that instant).  lib/lease.c.
  */
-int fl__acquire(fl_store *st, const char *provider, const char *holder,
-                const char *purpose, fl_mode mode, int64_t ttl_ms, int64_t wait_ms,
-                fl_lease *out, fl_verdict *conflict, int64_t *sent_mono_ms);
+int fl__acquire(fl_store *st, const fl_acquire_opts *o, fl_lease *out,
+                fl_verdict *conflict, int64_t *sent_mono_ms);
 
 /*
  * heartbeat and release found no live row with the token.  `provider` and

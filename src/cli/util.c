@@ -27,6 +27,7 @@ int cli_exit_for(int code)
     case FL_EURL: /* a malformed --db / FLEETLEASE_DB is a bad value */
         return FL_EXIT_USAGE;
     case FL_ECONFLICT:
+    case FL_ECANCELED: /* the wait ended without a grant, by request */
         return FL_EXIT_CONFLICT;
     case FL_ENOTFOUND:
     case FL_EEXPIRED:
@@ -54,6 +55,7 @@ static const char *error_id(int code)
     case FL_ENOMEM: return "nomem";
     case FL_ESYS: return "system";
     case FL_EURL: return "url";
+    case FL_ECANCELED: return "cancelled";
     default: return "error";
     }
 }

@@ -15,8 +15,8 @@
 #include <string.h>
 
 /* Seconds.  A local SQLite call takes well under a millisecond; a
- * PostgreSQL round trip a few; a long poll slice up to its length (2 s):
- * the buckets span all three. */
+ * PostgreSQL round trip a few; a long poll up to its whole wait: the
+ * buckets span all three. */
 static const double lat_bounds[SRV_LAT_BUCKETS] = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 };
@@ -104,8 +104,8 @@ static void histogram(struct evbuffer *o, srv_metrics *m)
     pthread_mutex_unlock(&m->lat_lock);
 
     help(o, "fleetlease_store_call_duration_seconds", "histogram",
-         "Time of each store call made by this daemon, by operation (acquire_wait: one "
-         "slice of a long poll, waiting included).");
+         "Time of each store call made by this daemon, by operation (acquire_wait: a "
+         "long poll, waiting included).");
     for (int op = 0; op < SRV_OP_COUNT; op++) {
         uint64_t acc = 0;
         for (int b = 0; b < SRV_LAT_BUCKETS; b++) {

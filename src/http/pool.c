@@ -14,14 +14,11 @@
  * the loop safely from another thread).  That call is the last touch: the
  * loop may free the job as soon as it runs the event.
  *
- * Long polls.  fl_acquire cannot be interrupted, so a wait is cut into
- * slices of WAIT_SLICE_MS.  Between slices the worker looks at the job's
+ * Long polls use fl_acquire_ex with a cancel callback that reads the job's
  * cancel flag (set by the loop on SIGTERM, or when the client closed its
- * connection), so that shutdown takes at most one slice and a departed
- * client does not hold a worker for days.  The cost: each slice that ends
- * without a grant gives the pending intent up and records one `refused`
- * history event, and the next slice registers a new intent at once.  A
- * cancellable acquire in the library would remove both costs.
+ * connection): the library asks it at least every 100 ms while waiting, so
+ * shutdown is prompt, a departed client does not hold a worker for days,
+ * and the pending intent lives as long as the wait, not a slice of it.
  */
 #include "serve.h"
 
@@ -29,7 +26,6 @@
 #include <string.h>
 #include <time.h>
 
-#define WAIT_SLICE_MS 2000
 
 typedef struct worker {
     srv_pool *pool;
@@ -62,6 +58,12 @@ static double now_s(void)
         srv_metrics_observe(&(j)->s->metrics, (op), now_s() - t0_);        \
     } while (0)
 
+static int job_canceled(void *arg)
+{
+    const srv_job *j = arg;
+    return atomic_load(&j->cancel) != SRV_CANCEL_NONE;
+}
+
 static void run_acquire(srv_job *j, fl_store *st)
 {
     if (!j->long_poll) {
@@ -70,21 +72,11 @@ static void run_acquire(srv_job *j, fl_store *st)
                          &j->verdict));
         return;
     }
-    int64_t deadline = srv_mono_ms() + j->wait_ms;
-    for (;;) {
-        int64_t left = deadline - srv_mono_ms();
-        int64_t slice = left > WAIT_SLICE_MS ? WAIT_SLICE_MS : left < 1 ? 1 : left;
-        memset(&j->verdict, 0, sizeof j->verdict);
-        TIMED(j, SRV_OP_ACQUIRE_WAIT,
-              fl_acquire(st, j->provider, j->holder, j->purpose, j->mode, j->ttl_ms, slice,
-                         &j->lease, &j->verdict));
-        /* An unreachable store ends a slice too; like the library's own
-         * wait, the poll outlasts a blip and reports it only at the end. */
-        if (j->rc != FL_ECONFLICT && j->rc != FL_EUNAVAIL)
-            break;
-        if (srv_mono_ms() >= deadline || atomic_load(&j->cancel) != SRV_CANCEL_NONE)
-            break;
-    }
+    fl_acquire_opts o = {.provider = j->provider, .holder = j->holder, .purpose = j->purpose,
+                         .mode = j->mode, .ttl_ms = j->ttl_ms, .wait_ms = j->wait_ms,
+                         .cancel = job_canceled, .cancel_arg = j};
+    memset(&j->verdict, 0, sizeof j->verdict);
+    TIMED(j, SRV_OP_ACQUIRE_WAIT, fl_acquire_ex(st, &o, &j->lease, &j->verdict));
     if (j->rc == FL_OK && atomic_load(&j->cancel) == SRV_CANCEL_CLIENT_GONE) {
         /* Nobody will ever learn this token: give the host back now
          * instead of blocking it for a whole ttl. */

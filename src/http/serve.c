@@ -6,8 +6,8 @@
  * events: libevent's own handler only writes to a socketpair, and our
  * callback runs in the loop like any other event.
  *
- * Stopping: stop accepting, cancel the long polls (each ends within one
- * wait slice and answers 503), answer new requests on open connections
+ * Stopping: stop accepting, cancel the long polls (each ends within
+ * ~100 ms and answers 503), answer new requests on open connections
  * with 503 and Connection: close, and leave the loop once nothing is in
  * flight.  Then the workers are joined, their store handles closed, and
  * every libevent object freed.

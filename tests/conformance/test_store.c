@@ -471,6 +471,40 @@ static void test_isolation_report(void **state)
     release(t->st, &a);
 }
 
+static int cancel_after(void *arg)
+{
+    return ts_mono_ms() >= *(const int64_t *)arg;
+}
+
+/* A cancelled wait ends promptly, withdraws its pending intent (shared
+ * grants resume at once) and is recorded once as refused. */
+static void test_acquire_cancel(void **state)
+{
+    tc *t = *state;
+    fl_lease r = acq(t->st, t->p, "reader-1", FL_SHARED, 30000);
+    fl_store *w = ts_open();
+    int64_t t0 = ts_mono_ms(), stop_at = t0 + 300;
+    fl_acquire_opts o = {.provider = t->p, .holder = "bench-W", .purpose = PURPOSE,
+                         .mode = FL_EXCLUSIVE, .ttl_ms = 5000, .wait_ms = 20000,
+                         .cancel = cancel_after, .cancel_arg = &stop_at};
+    fl_lease l;
+    fl_verdict v;
+    memset(&v, 0, sizeof v);
+    EXPECT_RC(w, FL_ECANCELED, fl_acquire_ex(w, &o, &l, &v));
+    ASSERT_CMP(ts_mono_ms() - t0, <, 1500);
+    assert_int_equal(v.allowed, 0);
+    fl_lease r2 = acq(t->st, t->p, "reader-2", FL_SHARED, 30000);
+    size_t n;
+    fl_event *ev = hist(t, t->p, &n);
+    assert_int_equal(count_events(ev, n, "refused", -1), 1);
+    assert_int_equal(count_events(ev, n, "pending", -1), 1);
+    /* No options: invalid, nothing written. */
+    EXPECT_RC(w, FL_EINVAL, fl_acquire_ex(w, NULL, &l, &v));
+    release(t->st, &r2);
+    release(t->st, &r);
+    fl_close(w);
+}
+
 static void test_exclusive_blocks_shared(void **state)
 {
     tc *t = *state;
@@ -1903,6 +1937,7 @@ int main(int argc, char **argv)
         T(test_check_verdicts),
         T(test_check_cached),
         T(test_isolation_report),
+        T(test_acquire_cancel),
         T(test_invalid_inputs),
         T(test_null_handling),
         T(test_open_and_store_info),

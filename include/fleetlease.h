@@ -247,6 +247,13 @@ FL_EXTERN int fl_acquire_ex(fl_store *st, const fl_acquire_opts *opts, fl_lease 
 FL_EXTERN int fl_heartbeat(fl_store *st, const char *token, fl_lease *out);
 
 /*
+ * Read the live active lease named by token, without renewing it (for a
+ * daemon that must map a token to its grant).  *out gets the lease with
+ * its token.  FL_EEXPIRED / FL_ENOTFOUND as for fl_heartbeat.
+ */
+FL_EXTERN int fl_lookup(fl_store *st, const char *token, fl_lease *out);
+
+/*
  * Release the lease named by token.  Only that lease is touched: a late or
  * repeated release never affects a later grant.  FL_EEXPIRED if it had
  * already lapsed, FL_ENOTFOUND if there is no such live lease.

@@ -194,6 +194,17 @@ int fl_heartbeat(fl_store *st, const char *token, fl_lease *out)
     return st->ops->heartbeat(st, token, out);
 }
 
+int fl_lookup(fl_store *st, const char *token, fl_lease *out)
+{
+    int rc = fl__ready(st);
+    if (rc != FL_OK)
+        return rc;
+    CHECK_ARG(fl_validate_token(token, e_, sizeof e_));
+    if (!out)
+        return fl__store_err(st, FL_EINVAL, "fl_lookup: out must not be NULL");
+    return st->ops->lookup(st, token, out);
+}
+
 int fl_release(fl_store *st, const char *token)
 {
     int rc = fl__ready(st);

@@ -313,6 +313,7 @@ enum {
     Q_SWEEP,
     Q_REPORT_PUT,
     Q_REPORT_SUM,
+    Q_LOOKUP,
     Q_REPORT_WRITERS,
     Q_COUNT
 };
@@ -429,6 +430,12 @@ static const struct {
         "   (at, event, provider_id, holder, purpose, mode, fence, expires_at, detail)"
         " SELECT n.now, 'isolation', $1::text, $3::text, 'isolation report', 'exclusive',"
         "        $2::bigint, 0, $12::text FROM n WHERE $9::int = 1"},
+    /* The active row of a token, live or lapsed, and the clock. */
+    [Q_LOOKUP] = {"fl_lookup", 1,
+        NOW_CTE
+        "SELECT n.now, l.token, l.provider_id, l.holder, l.purpose, l.mode, l.state, l.fence,"
+        "       l.ttl_ms, l.acquired_at, l.heartbeat_at, l.expires_at"
+        " FROM n LEFT JOIN control_host_leases l ON l.token = $1::text AND l.state = 'active'"},
     [Q_REPORT_SUM] = {"fl_report_sum", 2,
         "SELECT count(*), coalesce(min(final), 0), coalesce(sum(foreign_in_flight_at_grant), 0),"
         "       coalesce(sum(concurrent_foreign), 0), coalesce(sum(foreign_refused), 0),"
@@ -1057,6 +1064,35 @@ static int pg_read_provider(fl_store *st, const char *provider, fl_lease **rows,
     return rc;
 }
 
+static int pg_lookup(fl_store *st, const char *token, fl_lease *out)
+{
+    if (fl__fault("read"))
+        return injected(st, "lookup");
+    const char *params[1] = {token};
+    PGresult *r;
+    int rc = run(st, "lookup", Q_LOOKUP, params, &r);
+    if (rc != FL_OK)
+        return rc;
+    int64_t now = 0;
+    fl_lease *rows = NULL;
+    size_t n = 0;
+    if (PQntuples(r) != 1 || col_i64(r, 0, 0, &now))
+        rc = bad_value(st, "lookup", "now");
+    else if (!PQgetisnull(r, 0, 1))
+        rc = leases(st, "lookup", r, 0, 2, 1, &rows, &n);
+    PQclear(r);
+    if (rc != FL_OK)
+        return rc;
+    if (n == 0)
+        rc = fl__err_gone(st, "lookup", NULL, 0, 0);
+    else if (rows[0].expires_at_ms <= now)
+        rc = fl__err_gone(st, "lookup", rows[0].provider, rows[0].expires_at_ms, now);
+    else
+        *out = rows[0];
+    free(rows);
+    return rc;
+}
+
 static int pg_list(fl_store *st, const char *provider, fl_lease **out, size_t *n)
 {
     if (fl__fault("read"))
@@ -1268,6 +1304,7 @@ const fl__store_ops fl__postgres_ops = {
     .give_up = pg_give_up,
     .heartbeat = pg_heartbeat,
     .release = pg_release,
+    .lookup = pg_lookup,
     .read_provider = pg_read_provider,
     .list = pg_list,
     .history = pg_history,

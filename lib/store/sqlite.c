@@ -905,6 +905,40 @@ static int sq_by_token(fl_store *st, const char *token, int q, const char *what,
     return rc;
 }
 
+static int sq_lookup(fl_store *st, const char *token, fl_lease *out)
+{
+    sq *h = st->impl;
+    int64_t now = 0;
+    if (fl__fault("read"))
+        return sq_injected(st, h, "lookup");
+    /* One read transaction, so that the clock and the row agree. */
+    int rc = sqlite3_exec(h->db, "BEGIN", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return sq_fail(st, h, "lookup", rc);
+    if ((rc = sq_now(st, h, "lookup", &now)) != FL_OK) {
+        sq_rollback(h);
+        return rc;
+    }
+    sqlite3_stmt *s = h->q[Q_BY_TOKEN];
+    sq_text(s, 1, token);
+    rc = sqlite3_step(s);
+    fl_lease l;
+    int got = rc == SQLITE_ROW && sq_lease(s, &l) == 0;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        rc = sq_fail(st, h, "lookup", rc);
+        sq_done(s);
+        return rc;
+    }
+    sq_done(s);
+    sq_rollback(h);
+    if (!got || l.state != FL_LEASE_ACTIVE)
+        return fl__err_gone(st, "lookup", NULL, 0, 0);
+    if (l.expires_at_ms <= now)
+        return fl__err_gone(st, "lookup", l.provider, l.expires_at_ms, now);
+    *out = l;
+    return FL_OK;
+}
+
 static int sq_heartbeat(fl_store *st, const char *token, fl_lease *out)
 {
     return sq_by_token(st, token, Q_RENEW, "heartbeat", "renewed", out);
@@ -1245,6 +1279,7 @@ const fl__store_ops fl__sqlite_ops = {
     .give_up = sq_give_up,
     .heartbeat = sq_heartbeat,
     .release = sq_release,
+    .lookup = sq_lookup,
     .read_provider = sq_read_provider,
     .list = sq_list,
     .history = sq_history_op,

@@ -54,6 +54,8 @@ typedef struct fl__store_ops {
     int (*give_up)(fl_store *st, const fl__acq *req, const char *message);
     int (*heartbeat)(fl_store *st, const char *token, fl_lease *out);
     int (*release)(fl_store *st, const char *token);
+    /* The live active row of token, read only; else fl__err_gone(). */
+    int (*lookup)(fl_store *st, const char *token, fl_lease *out);
     /* Live rows (expires_at > now) of one provider, tokens included, and
      * the store's now.  *rows is malloc'd (NULL when n == 0). */
     int (*read_provider)(fl_store *st, const char *provider, fl_lease **rows,

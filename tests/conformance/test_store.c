@@ -610,6 +610,26 @@ static void test_fence_rises_never_reused(void **state)
     assert_int_equal(grants, k);
 }
 
+/* fl_lookup reads a lease by token without renewing it. */
+static void test_lookup(void **state)
+{
+    tc *t = *state;
+    fl_lease a = acq(t->st, t->p, "bench-A", FL_EXCLUSIVE, 1000);
+    fl_lease l;
+    EXPECT_RC(t->st, FL_OK, fl_lookup(t->st, a.token, &l));
+    assert_string_equal(l.token, a.token);
+    assert_string_equal(l.provider, t->p);
+    ASSERT_CMP(l.fence, ==, a.fence);
+    ASSERT_CMP(l.expires_at_ms, ==, a.expires_at_ms); /* not renewed */
+    char fake[FL_TOKEN_LEN + 1];
+    fake_token(fake);
+    EXPECT_RC(t->st, FL_ENOTFOUND, fl_lookup(t->st, fake, &l));
+    EXPECT_RC(t->st, FL_EINVAL, fl_lookup(t->st, "nothex", &l));
+    ts_sleep_ms(1200);
+    int rc = fl_lookup(t->st, a.token, &l);
+    assert_true(rc == FL_EEXPIRED || rc == FL_ENOTFOUND);
+}
+
 static void test_renew_extends(void **state)
 {
     tc *t = *state;
@@ -1931,6 +1951,7 @@ int main(int argc, char **argv)
         T(test_release_wrong_token_changes_nothing),
         T(test_fence_rises_never_reused),
         T(test_renew_extends),
+        T(test_lookup),
         T(test_list_hides_tokens),
         T(test_history_every_transition),
         T(test_sweep),

@@ -95,6 +95,9 @@ int cli_store_fail(const cli_ctx *ctx, fl_store *st, int code, const char *what)
 json_t *cli_jstr(const char *s);
 void cli_jset_time(json_t *obj, const char *key, int64_t ms);
 json_t *cli_lease_json(const fl_lease *l);
+
+/* A verdict as JSON (check --json, and the daemon's HTTP check). */
+json_t *cli_verdict_json(const char *provider, const fl_verdict *v);
 json_t *cli_event_json(const fl_event *e);
 /* Print obj (an object or array) as the one JSON document on stdout; takes
  * ownership. */

@@ -509,15 +509,13 @@ void cli_print_lease(const cli_ctx *ctx, const fl_lease *l)
     print_time_line("expires_at:", l->expires_at_ms);
 }
 
-void cli_print_verdict(const cli_ctx *ctx, const char *provider, const fl_verdict *v)
+/* The JSON of a verdict: `fleetlease check --json` and the daemon's HTTP
+ * check both answer with it, so a script can switch between the two. */
+json_t *cli_verdict_json(const char *provider, const fl_verdict *v)
 {
-    if (!ctx->json) {
-        printf("%s\n", v->message);
-        return;
-    }
     json_t *o = json_object();
     if (!o)
-        return;
+        return NULL;
     json_object_set_new(o, "provider", cli_jstr(provider));
     json_object_set_new(o, "allowed", json_boolean(v->allowed));
     json_object_set_new(o, "state", json_string(fl_pstate_name(v->state)));
@@ -543,5 +541,16 @@ void cli_print_verdict(const cli_ctx *ctx, const char *provider, const fl_verdic
         json_object_set_new(o, "expires_at_ms", json_integer(b->expires_at_ms));
         json_object_set_new(o, "retry_after_ms", json_integer(v->retry_after_ms));
     }
-    cli_print_json(o);
+    return o;
+}
+
+void cli_print_verdict(const cli_ctx *ctx, const char *provider, const fl_verdict *v)
+{
+    if (!ctx->json) {
+        printf("%s\n", v->message);
+        return;
+    }
+    json_t *o = cli_verdict_json(provider, v);
+    if (o)
+        cli_print_json(o);
 }

@@ -581,14 +581,14 @@ static void check_done(srv_job *j)
             st = 204;
         } else {
             retry_after(j->req, v->retry_after_ms);
-            srv_reply_json(s, j->req, 403, srv_verdict_json(j->provider, v));
+            srv_reply_json(s, j->req, 403, cli_verdict_json(j->provider, v));
             st = 403;
         }
     } else {
         if (!v->allowed)
             retry_after(j->req, v->retry_after_ms);
         st = v->allowed ? 200 : 423;
-        srv_reply_json(s, j->req, st, srv_verdict_json(j->provider, v));
+        srv_reply_json(s, j->req, st, cli_verdict_json(j->provider, v));
     }
     job_finish(j, st);
 }

@@ -200,38 +200,3 @@ void srv_reply_error(srv *s, struct evhttp_request *req, int code, const char *i
     }
     srv_reply_json(s, req, code, o);
 }
-
-json_t *srv_verdict_json(const char *provider, const fl_verdict *v)
-{
-    /* The fields and their order are those of `fleetlease check --json`
-     * (cli_print_verdict), so a script can switch between the two. */
-    json_t *o = json_object();
-    if (!o)
-        return NULL;
-    json_object_set_new(o, "provider", cli_jstr(provider));
-    json_object_set_new(o, "allowed", json_boolean(v->allowed));
-    json_object_set_new(o, "state", json_string(fl_pstate_name(v->state)));
-    json_object_set_new(o, "shared_count", json_integer(v->shared_count));
-    json_object_set_new(o, "stale", json_boolean(v->stale));
-    json_object_set_new(o, "fail_open", json_boolean(v->fail_open));
-    json_object_set_new(o, "message", cli_jstr(v->message));
-    if (v->now_ms > 0) {
-        cli_jset_time(o, "now", v->now_ms);
-        json_object_set_new(o, "now_ms", json_integer(v->now_ms));
-    } else {
-        json_object_set_new(o, "now", json_null());
-        json_object_set_new(o, "now_ms", json_null());
-    }
-    if (!v->allowed) {
-        const fl_lease *b = &v->blocker;
-        json_object_set_new(o, "holder", cli_jstr(b->holder));
-        json_object_set_new(o, "purpose", cli_jstr(b->purpose));
-        json_object_set_new(o, "mode", json_string(fl_mode_name(b->mode)));
-        json_object_set_new(o, "lease_state", json_string(cli_lease_state_name(b->state)));
-        json_object_set_new(o, "fence", json_integer(b->fence));
-        cli_jset_time(o, "expires_at", b->expires_at_ms);
-        json_object_set_new(o, "expires_at_ms", json_integer(b->expires_at_ms));
-        json_object_set_new(o, "retry_after_ms", json_integer(v->retry_after_ms));
-    }
-    return o;
-}

@@ -250,9 +250,6 @@ int srv_status_for(int code, const char **id);
 /* Seconds for Retry-After: ms rounded up, at least 1. */
 long long srv_retry_after_s(int64_t ms);
 
-/* JSON of a verdict (the same fields as `fleetlease check --json`). */
-json_t *srv_verdict_json(const char *provider, const fl_verdict *v);
-
 /* ---- routing (api.c) and the status page (status.c) --------------------- */
 
 void srv_api_handle(struct evhttp_request *req, void *arg);

@@ -91,6 +91,19 @@ int cli_open_ex(const cli_ctx *ctx, fl_store **st, char *unavail, size_t unavail
 /* The store error of the last call on st, via cli_fail(). */
 int cli_store_fail(const cli_ctx *ctx, fl_store *st, int code, const char *what);
 
+/*
+ * renew and release: parse "PROVIDER --token TOKEN", open the store and
+ * make sure the token names a live lease on PROVIDER (src/cli/token_target.c).
+ * Returns CLI_CONTINUE with t->st open (the caller closes it), or the exit
+ * code after saying why.
+ */
+typedef struct cli_target {
+    const char *provider;
+    const char *token;
+    fl_store *st;
+} cli_target;
+int cli_token_target(cli_ctx *ctx, int argc, char **argv, cli_target *t);
+
 /* JSON building: strings that are not valid UTF-8 are escaped, not lost. */
 json_t *cli_jstr(const char *s);
 void cli_jset_time(json_t *obj, const char *key, int64_t ms);

@@ -202,6 +202,12 @@ jqt '.error == "not_found"'
 run release "$P" --token not-a-token
 expect_rc 64
 expect_err "token"
+# The right token under the wrong provider: a usage error, nothing released.
+run release "$P-other" --token "$TOKEN"
+expect_rc 64
+expect_err "the token's lease is on $P, not $P-other; nothing done"
+run renew "$P-other" --token "$TOKEN"
+expect_rc 64
 [[ $(snapshot) == "$before" ]] || fail "a failed release changed the store"
 run check "$P"
 expect_rc 75

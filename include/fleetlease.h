@@ -363,6 +363,71 @@ FL_EXTERN int fl_report_put(fl_store *st, const char *gateway, const fl_report *
 FL_EXTERN int fl_report_get(fl_store *st, const char *provider, int64_t fence,
                             fl_report *out);
 
+/* ---- Schedules: unattended benchmarks ------------------------------ */
+
+/*
+ * Schedules live in the store, so every daemon of a fleet sees the same
+ * ones.  The library stores and validates their fields; cron expressions
+ * are parsed by fl_cron_parse (lib/core/cron.c), and the command is opaque
+ * text to the library (the fleetlease command stores a JSON array of argv).
+ */
+#define FL_SCHED_NAME_MAX 64      /* [A-Za-z0-9._-] */
+#define FL_CRON_MAX 128
+#define FL_TZ_MAX 64
+#define FL_PROVIDERS_MAX 1024     /* comma-separated provider ids, tried in order */
+#define FL_COMMAND_MAX 4096
+
+typedef struct fl_schedule {
+    char name[FL_SCHED_NAME_MAX + 1];
+    char cron[FL_CRON_MAX + 1];
+    char tz[FL_TZ_MAX + 1];                 /* "UTC" by default */
+    char providers[FL_PROVIDERS_MAX + 1];
+    char holder[FL_TEXT_MAX + 1];
+    char purpose[FL_TEXT_MAX + 1];
+    int64_t max_wait_ms;                    /* waiting for the host; then skipped */
+    int64_t max_run_ms;                     /* the command is killed after this */
+    int64_t ttl_ms;                         /* of the exclusive lease */
+    char command[FL_COMMAND_MAX + 1];       /* valid UTF-8, no NUL */
+    int64_t created_at_ms;                  /* store clock; set by the store */
+} fl_schedule;
+
+/* Insert, or replace the schedule of the same name.  FL_EINVAL names the
+ * field (name, providers, holder, purpose, durations, command). */
+FL_EXTERN int fl_schedule_put(fl_store *st, const fl_schedule *s);
+/* FL_ENOTFOUND if there is no such schedule.  Past runs are kept. */
+FL_EXTERN int fl_schedule_rm(fl_store *st, const char *name);
+/* All schedules by name; free *out with fl_free. */
+FL_EXTERN int fl_schedule_list(fl_store *st, fl_schedule **out, size_t *n);
+
+typedef struct fl_sched_run {
+    int64_t id;                              /* rises per store */
+    char name[FL_SCHED_NAME_MAX + 1];
+    int64_t due_at_ms;                       /* the cron instant this run is for */
+    char claimed_by[FL_TEXT_MAX + 1];        /* the daemon that ran it */
+    char outcome[16];                        /* running ok failed skipped lost */
+    int64_t started_at_ms;                   /* claim time, store clock */
+    int64_t ended_at_ms;                     /* 0 while running */
+    char provider[FL_PROVIDER_MAX + 1];      /* the host it ran on ("" if none) */
+    int64_t fence;                           /* its exclusive lease */
+    int exit_status;                         /* -1 unless it ran to an exit */
+    char detail[FL_MESSAGE_MAX];             /* why skipped/failed; the isolation report */
+} fl_sched_run;
+
+/*
+ * Claim the run of schedule `name` due at due_at_ms for `daemon`.  Exactly
+ * one caller per (name, due_at_ms) ever gets FL_OK, however many daemons
+ * share the store; the others get FL_ECONFLICT.  The run is recorded as
+ * "running" with *run_id.
+ */
+FL_EXTERN int fl_sched_claim(fl_store *st, const char *name, int64_t due_at_ms,
+                             const char *daemon, int64_t *run_id);
+/* Record how a claimed run ended: outcome (ok failed skipped lost),
+ * provider, fence, exit_status and detail from r; ended_at is store-now. */
+FL_EXTERN int fl_sched_finish(fl_store *st, int64_t run_id, const fl_sched_run *r);
+/* Runs, newest first, of one schedule (NULL: all), at most limit (1..10000). */
+FL_EXTERN int fl_sched_runs(fl_store *st, const char *name, size_t limit,
+                            fl_sched_run **out, size_t *n);
+
 /* ---- Validation and formatting (what the CLI and HTTP API parse with) -- */
 
 /* Each writes a message naming the field and the limit into err. */

@@ -19,6 +19,10 @@
 void fl__fmt(char *err, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* fl_validate_text with another length limit (a schedule's command). */
+int fl__validate_text_max(const char *field, const char *value, size_t max, char *err,
+                          size_t errlen);
+
 /* Bounded copy; returns FL_EINVAL (and copies nothing) if src does not fit. */
 int fl__copy(char *dst, size_t cap, const char *src);
 

@@ -86,7 +86,7 @@ int fl_validate_provider(const char *provider, char *err, size_t errlen)
 
 /* ---- holder, purpose, writer ----------------------------------------- */
 
-#define TEXT_RULE "must be 1-256 bytes of UTF-8 without control characters"
+#define TEXT_RULE "must be 1-%zu bytes of UTF-8 without control characters"
 
 /*
  * Decode one UTF-8 sequence at s (NUL-terminated).  Returns its length and
@@ -138,7 +138,8 @@ static size_t utf8_decode(const unsigned char *s, uint32_t *cp)
     return len;
 }
 
-int fl_validate_text(const char *field, const char *value, char *err, size_t errlen)
+int fl__validate_text_max(const char *field, const char *value, size_t max, char *err,
+                          size_t errlen)
 {
     char shown[SHOW_BUF];
     size_t n, i = 0;
@@ -146,16 +147,16 @@ int fl_validate_text(const char *field, const char *value, char *err, size_t err
     if (!field)
         field = "text";
     if (!value) {
-        fl__fmt(err, errlen, "%s: missing; " TEXT_RULE, field);
+        fl__fmt(err, errlen, "%s: missing; " TEXT_RULE, field, max);
         return FL_EINVAL;
     }
     n = strlen(value);
     if (n == 0) {
-        fl__fmt(err, errlen, "%s: " TEXT_RULE ", got an empty string", field);
+        fl__fmt(err, errlen, "%s: " TEXT_RULE ", got an empty string", field, max);
         return FL_EINVAL;
     }
-    if (n > FL_TEXT_MAX) {
-        fl__fmt(err, errlen, "%s: " TEXT_RULE ", got %zu bytes", field, n);
+    if (n > max) {
+        fl__fmt(err, errlen, "%s: " TEXT_RULE ", got %zu bytes", field, max, n);
         return FL_EINVAL;
     }
     while (i < n) {
@@ -164,7 +165,7 @@ int fl_validate_text(const char *field, const char *value, char *err, size_t err
         if (len == 0) {
             show(shown, value);
             fl__fmt(err, errlen, "%s: " TEXT_RULE ", got invalid UTF-8 at offset %zu in %s",
-                    field, i, shown);
+                    field, max, i, shown);
             return FL_EINVAL;
         }
         /* C0, DEL and C1: every code point a terminal may act on. */
@@ -172,12 +173,17 @@ int fl_validate_text(const char *field, const char *value, char *err, size_t err
             show(shown, value);
             fl__fmt(err, errlen,
                     "%s: " TEXT_RULE ", got control character U+%04" PRIX32 " at offset %zu in %s",
-                    field, cp, i, shown);
+                    field, max, cp, i, shown);
             return FL_EINVAL;
         }
         i += len;
     }
     return FL_OK;
+}
+
+int fl_validate_text(const char *field, const char *value, char *err, size_t errlen)
+{
+    return fl__validate_text_max(field, value, FL_TEXT_MAX, err, errlen);
 }
 
 /* ---- token ----------------------------------------------------------- */

@@ -283,12 +283,28 @@ static const char SCHEMA_V2[] =
     "  writer TEXT NOT NULL, refused BIGINT NOT NULL,"
     "  PRIMARY KEY (provider_id, fence, gateway, writer));\n";
 
+/* Version 3: schedules and their runs (lib/sched.c). */
+static const char SCHEMA_V3[] =
+    "CREATE TABLE IF NOT EXISTS fl_schedules ("
+    "  name TEXT PRIMARY KEY, cron TEXT NOT NULL, tz TEXT NOT NULL, providers TEXT NOT NULL,"
+    "  holder TEXT NOT NULL, purpose TEXT NOT NULL, max_wait_ms BIGINT NOT NULL,"
+    "  max_run_ms BIGINT NOT NULL, ttl_ms BIGINT NOT NULL, command TEXT NOT NULL,"
+    "  created_at BIGINT NOT NULL);\n"
+    "CREATE TABLE IF NOT EXISTS fl_schedule_runs ("
+    "  id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL, due_at BIGINT NOT NULL,"
+    "  claimed_by TEXT NOT NULL, outcome TEXT NOT NULL, started_at BIGINT NOT NULL,"
+    "  ended_at BIGINT NOT NULL DEFAULT 0, provider_id TEXT NOT NULL DEFAULT '',"
+    "  fence BIGINT NOT NULL DEFAULT 0, exit_status INTEGER NOT NULL DEFAULT -1,"
+    "  detail TEXT NOT NULL DEFAULT '', UNIQUE (name, due_at));\n"
+    "CREATE INDEX IF NOT EXISTS fl_schedule_runs_name ON fl_schedule_runs (name, id);\n";
+
 static const struct {
     int version;
     const char *sql;
 } migrations[] = {
     {1, SCHEMA_V1},
     {2, SCHEMA_V2},
+    {3, SCHEMA_V3},
 };
 
 /* ---- statements ---------------------------------------------------------- */
@@ -314,6 +330,13 @@ enum {
     Q_REPORT_PUT,
     Q_REPORT_SUM,
     Q_LOOKUP,
+    Q_SCHED_PUT,
+    Q_SCHED_RM,
+    Q_SCHED_LIST,
+    Q_SCHED_CLAIM,
+    Q_SCHED_FINISH,
+    Q_RUNS_ALL,
+    Q_RUNS_ONE,
     Q_REPORT_WRITERS,
     Q_COUNT
 };
@@ -436,6 +459,32 @@ static const struct {
         "SELECT n.now, l.token, l.provider_id, l.holder, l.purpose, l.mode, l.state, l.fence,"
         "       l.ttl_ms, l.acquired_at, l.heartbeat_at, l.expires_at"
         " FROM n LEFT JOIN control_host_leases l ON l.token = $1::text AND l.state = 'active'"},
+    [Q_SCHED_PUT] = {"fl_sched_put", 10,
+        "INSERT INTO fl_schedules (" FL__SCHED_COLS ")"
+        " VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::bigint,"
+        "         $8::bigint, $9::bigint, $10::text, fl_now_ms())"
+        " ON CONFLICT (name) DO UPDATE SET cron = excluded.cron, tz = excluded.tz,"
+        " providers = excluded.providers, holder = excluded.holder, purpose = excluded.purpose,"
+        " max_wait_ms = excluded.max_wait_ms, max_run_ms = excluded.max_run_ms,"
+        " ttl_ms = excluded.ttl_ms, command = excluded.command"},
+    [Q_SCHED_RM] = {"fl_sched_rm", 1, "DELETE FROM fl_schedules WHERE name = $1::text"},
+    [Q_SCHED_LIST] = {"fl_sched_list", 0,
+        "SELECT " FL__SCHED_COLS " FROM fl_schedules ORDER BY name"},
+    /* Exactly once per (name, due_at): the UNIQUE constraint decides, and a
+     * concurrent claimer waits for the first one's commit, then skips. */
+    [Q_SCHED_CLAIM] = {"fl_sched_claim", 3,
+        "INSERT INTO fl_schedule_runs (name, due_at, claimed_by, outcome, started_at)"
+        " VALUES ($1::text, $2::bigint, $3::text, 'running', fl_now_ms())"
+        " ON CONFLICT (name, due_at) DO NOTHING RETURNING id"},
+    [Q_SCHED_FINISH] = {"fl_sched_finish", 6,
+        "UPDATE fl_schedule_runs SET outcome = $2::text, ended_at = fl_now_ms(),"
+        " provider_id = $3::text, fence = $4::bigint, exit_status = $5::int, detail = $6::text"
+        " WHERE id = $1::bigint"},
+    [Q_RUNS_ALL] = {"fl_runs_all", 1,
+        "SELECT " FL__RUN_COLS " FROM fl_schedule_runs ORDER BY id DESC LIMIT $1::bigint"},
+    [Q_RUNS_ONE] = {"fl_runs_one", 2,
+        "SELECT " FL__RUN_COLS " FROM fl_schedule_runs WHERE name = $1::text"
+        " ORDER BY id DESC LIMIT $2::bigint"},
     [Q_REPORT_SUM] = {"fl_report_sum", 2,
         "SELECT count(*), coalesce(min(final), 0), coalesce(sum(foreign_in_flight_at_grant), 0),"
         "       coalesce(sum(concurrent_foreign), 0), coalesce(sum(foreign_refused), 0),"
@@ -1253,6 +1302,138 @@ static int pg_report_get(fl_store *st, const char *provider, int64_t fence, fl_r
     return FL_OK;
 }
 
+/* ---- schedules ------------------------------------------------------ */
+
+static const char *pg_row_text(const fl__row *r, int col)
+{
+    const PGresult *res = r->ctx;
+    return PQgetisnull(res, r->row, col) ? NULL : PQgetvalue(res, r->row, col);
+}
+
+static int64_t pg_row_i64(const fl__row *r, int col)
+{
+    int64_t v = 0;
+    col_i64(r->ctx, r->row, col, &v);
+    return v;
+}
+
+/* Every row of r through read() into a new array of elem-sized structs. */
+static int pg_collect(fl_store *st, const char *what, PGresult *r, size_t elem,
+                      int (*read)(const fl__row *, void *), void **out, size_t *n)
+{
+    int rows = PQntuples(r);
+    char *v = rows > 0 ? calloc((size_t)rows, elem) : NULL;
+    if (rows > 0 && !v) {
+        PQclear(r);
+        return fl__store_err(st, FL_ENOMEM, "out of memory");
+    }
+    fl__row row = {.ctx = r, .text = pg_row_text, .i64 = pg_row_i64};
+    for (int i = 0; i < rows; i++) {
+        row.row = i;
+        if (read(&row, v + (size_t)i * elem) != 0) {
+            free(v);
+            PQclear(r);
+            return bad_value(st, what, "row");
+        }
+    }
+    PQclear(r);
+    *out = v;
+    *n = (size_t)(rows > 0 ? rows : 0);
+    return FL_OK;
+}
+
+static int read_schedule(const fl__row *r, void *dst)
+{
+    return fl__row_schedule(r, dst);
+}
+
+static int read_run(const fl__row *r, void *dst)
+{
+    return fl__row_run(r, dst);
+}
+
+static int pg_sched_put(fl_store *st, const fl_schedule *x)
+{
+    char w[24], m[24], t[24];
+    snprintf(w, sizeof w, "%lld", (long long)x->max_wait_ms);
+    snprintf(m, sizeof m, "%lld", (long long)x->max_run_ms);
+    snprintf(t, sizeof t, "%lld", (long long)x->ttl_ms);
+    const char *params[10] = {x->name, x->cron, x->tz, x->providers, x->holder, x->purpose,
+                              w, m, t, x->command};
+    PGresult *r;
+    int rc = run(st, "schedule", Q_SCHED_PUT, params, &r);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_sched_rm(fl_store *st, const char *name)
+{
+    const char *params[1] = {name};
+    PGresult *r;
+    int rc = run(st, "schedule rm", Q_SCHED_RM, params, &r);
+    if (rc == FL_OK && strcmp(PQcmdTuples(r), "0") == 0)
+        rc = fl__store_err(st, FL_ENOTFOUND, "schedule rm: no schedule named %s", name);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_sched_list(fl_store *st, fl_schedule **out, size_t *n)
+{
+    PGresult *r;
+    int rc = run(st, "schedule list", Q_SCHED_LIST, NULL, &r);
+    if (rc != FL_OK)
+        return rc;
+    return pg_collect(st, "schedule list", r, sizeof **out, read_schedule, (void **)out, n);
+}
+
+static int pg_sched_claim(fl_store *st, const char *name, int64_t due_at_ms, const char *daemon,
+                          int64_t *run_id)
+{
+    char due[24];
+    snprintf(due, sizeof due, "%lld", (long long)due_at_ms);
+    const char *params[3] = {name, due, daemon};
+    PGresult *r;
+    int rc = run(st, "schedule claim", Q_SCHED_CLAIM, params, &r);
+    if (rc != FL_OK)
+        return rc;
+    if (PQntuples(r) == 1 && col_i64(r, 0, 0, run_id) == 0)
+        rc = FL_OK;
+    else
+        rc = fl__store_err(st, FL_ECONFLICT, "schedule claim: the run of %s due at %lld was "
+                           "claimed already", name, (long long)due_at_ms);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_sched_finish(fl_store *st, int64_t run_id, const fl_sched_run *x)
+{
+    char id[24], fence[24], ex[16];
+    snprintf(id, sizeof id, "%lld", (long long)run_id);
+    snprintf(fence, sizeof fence, "%lld", (long long)x->fence);
+    snprintf(ex, sizeof ex, "%d", x->exit_status);
+    const char *params[6] = {id, x->outcome, x->provider, fence, ex, x->detail};
+    PGresult *r;
+    int rc = run(st, "schedule finish", Q_SCHED_FINISH, params, &r);
+    if (rc == FL_OK && strcmp(PQcmdTuples(r), "0") == 0)
+        rc = fl__store_err(st, FL_ENOTFOUND, "schedule finish: no run %lld", (long long)run_id);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_sched_runs(fl_store *st, const char *name, size_t limit, fl_sched_run **out,
+                         size_t *n)
+{
+    char lim[24];
+    snprintf(lim, sizeof lim, "%zu", limit);
+    const char *all[1] = {lim}, *one[2] = {name, lim};
+    PGresult *r;
+    int rc = name ? run(st, "schedule runs", Q_RUNS_ONE, one, &r)
+                  : run(st, "schedule runs", Q_RUNS_ALL, all, &r);
+    if (rc != FL_OK)
+        return rc;
+    return pg_collect(st, "schedule runs", r, sizeof **out, read_run, (void **)out, n);
+}
+
 /*
  * Sleep up to timeout_ms, waking early on a notification for the provider.
  * Without a connection (the store is down) this is a plain sleep: the next
@@ -1312,4 +1493,10 @@ const fl__store_ops fl__postgres_ops = {
     .wait_change = pg_wait_change,
     .report_put = pg_report_put,
     .report_get = pg_report_get,
+    .sched_put = pg_sched_put,
+    .sched_rm = pg_sched_rm,
+    .sched_list = pg_sched_list,
+    .sched_claim = pg_sched_claim,
+    .sched_finish = pg_sched_finish,
+    .sched_runs = pg_sched_runs,
 };

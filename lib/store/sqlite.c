@@ -30,9 +30,10 @@
 /* Opening may also race on the switch to WAL and the first DDL, which
  * SQLite reports as busy without always waiting; retry that long. */
 #define SQ_OPEN_WAIT_MS 10000
-/* Version 2 added the isolation report tables.  Every version's DDL is
- * additive and idempotent, so moving up runs the whole script again. */
-#define SQ_SCHEMA_VERSION 2
+/* Version 2 added the isolation report tables, 3 the schedules.  Every
+ * version's DDL is additive and idempotent, so moving up runs the whole
+ * script again. */
+#define SQ_SCHEMA_VERSION 3
 #define SQ_STR_(x) #x
 #define SQ_STR(x) SQ_STR_(x)
 
@@ -91,7 +92,18 @@ static const char sq_ddl[] =
     "CREATE TABLE IF NOT EXISTS control_host_lease_report_refusals ("
     " provider_id TEXT NOT NULL, fence BIGINT NOT NULL, gateway TEXT NOT NULL,"
     " writer TEXT NOT NULL, refused BIGINT NOT NULL,"
-    " PRIMARY KEY (provider_id, fence, gateway, writer));";
+    " PRIMARY KEY (provider_id, fence, gateway, writer));"
+    "CREATE TABLE IF NOT EXISTS fl_schedules ("
+    " name TEXT PRIMARY KEY, cron TEXT NOT NULL, tz TEXT NOT NULL, providers TEXT NOT NULL,"
+    " holder TEXT NOT NULL, purpose TEXT NOT NULL, max_wait_ms BIGINT NOT NULL,"
+    " max_run_ms BIGINT NOT NULL, ttl_ms BIGINT NOT NULL, command TEXT NOT NULL,"
+    " created_at BIGINT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS fl_schedule_runs ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, due_at BIGINT NOT NULL,"
+    " claimed_by TEXT NOT NULL, outcome TEXT NOT NULL, started_at BIGINT NOT NULL,"
+    " ended_at BIGINT NOT NULL DEFAULT 0, provider_id TEXT NOT NULL DEFAULT '',"
+    " fence BIGINT NOT NULL DEFAULT 0, exit_status INTEGER NOT NULL DEFAULT -1,"
+    " detail TEXT NOT NULL DEFAULT '', UNIQUE (name, due_at));";
 
 enum {
     Q_BEGIN,
@@ -121,6 +133,13 @@ enum {
     Q_REPORT_WRITER,
     Q_REPORT_SUM,
     Q_REPORT_WRITERS,
+    Q_SCHED_PUT,
+    Q_SCHED_RM,
+    Q_SCHED_LIST,
+    Q_SCHED_CLAIM,
+    Q_SCHED_FINISH,
+    Q_RUNS_ALL,
+    Q_RUNS_ONE,
     Q_COUNT
 };
 
@@ -197,6 +216,24 @@ static const char *const sq_sql[Q_COUNT] = {
     [Q_REPORT_WRITERS] = "SELECT writer, sum(refused) FROM control_host_lease_report_refusals"
                          " WHERE provider_id = ?1 AND fence = ?2"
                          " GROUP BY writer ORDER BY 2 DESC, 1 LIMIT " SQ_STR(FL_REPORT_WRITERS),
+    [Q_SCHED_PUT] = "INSERT INTO fl_schedules (" FL__SCHED_COLS ")"
+                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, " SQ_NOW ")"
+                    " ON CONFLICT (name) DO UPDATE SET cron = excluded.cron, tz = excluded.tz,"
+                    " providers = excluded.providers, holder = excluded.holder,"
+                    " purpose = excluded.purpose, max_wait_ms = excluded.max_wait_ms,"
+                    " max_run_ms = excluded.max_run_ms, ttl_ms = excluded.ttl_ms,"
+                    " command = excluded.command",
+    [Q_SCHED_RM] = "DELETE FROM fl_schedules WHERE name = ?1",
+    [Q_SCHED_LIST] = "SELECT " FL__SCHED_COLS " FROM fl_schedules ORDER BY name",
+    /* Exactly once per (name, due_at): the UNIQUE constraint decides. */
+    [Q_SCHED_CLAIM] = "INSERT INTO fl_schedule_runs (name, due_at, claimed_by, outcome, started_at)"
+                      " VALUES (?1, ?2, ?3, 'running', " SQ_NOW ")"
+                      " ON CONFLICT (name, due_at) DO NOTHING RETURNING id",
+    [Q_SCHED_FINISH] = "UPDATE fl_schedule_runs SET outcome = ?2, ended_at = " SQ_NOW ","
+                       " provider_id = ?3, fence = ?4, exit_status = ?5, detail = ?6 WHERE id = ?1",
+    [Q_RUNS_ALL] = "SELECT " FL__RUN_COLS " FROM fl_schedule_runs ORDER BY id DESC LIMIT ?1",
+    [Q_RUNS_ONE] = "SELECT " FL__RUN_COLS " FROM fl_schedule_runs WHERE name = ?1"
+                   " ORDER BY id DESC LIMIT ?2",
 };
 
 typedef struct sq {
@@ -1270,6 +1307,160 @@ static int sq_report_get(fl_store *st, const char *provider, int64_t fence, fl_r
     return FL_OK;
 }
 
+/* ---- schedules ------------------------------------------------------ */
+
+static const char *sq_row_text(const fl__row *r, int col)
+{
+    return (const char *)sqlite3_column_text((sqlite3_stmt *)r->ctx, col);
+}
+
+static int64_t sq_row_i64(const fl__row *r, int col)
+{
+    return sqlite3_column_int64((sqlite3_stmt *)r->ctx, col);
+}
+
+/* Step s to the end, appending each row through read() into a growing
+ * array of elem-sized structs. */
+static int sq_collect(fl_store *st, sq *h, sqlite3_stmt *s, const char *what, size_t elem,
+                      int (*read)(const fl__row *, void *), void **out, size_t *n)
+{
+    fl__row row = {.ctx = s, .text = sq_row_text, .i64 = sq_row_i64};
+    size_t cap = 0;
+    char *v = NULL;
+    int rc;
+    *n = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            size_t ncap = cap ? cap * 2 : 8;
+            char *nv = realloc(v, ncap * elem);
+            if (!nv) {
+                free(v);
+                sq_done(s);
+                return sq_oom(st, h, what);
+            }
+            v = nv;
+            cap = ncap;
+        }
+        if (read(&row, v + *n * elem) != 0) {
+            free(v);
+            sq_done(s);
+            return sq_bad(st, h, what, SQ_MALFORMED);
+        }
+        (*n)++;
+    }
+    if (rc != SQLITE_DONE) {
+        free(v);
+        rc = sq_fail(st, h, what, rc);
+        sq_done(s);
+        return rc;
+    }
+    sq_done(s);
+    *out = v;
+    return FL_OK;
+}
+
+static int read_schedule(const fl__row *r, void *dst)
+{
+    return fl__row_schedule(r, dst);
+}
+
+static int read_run(const fl__row *r, void *dst)
+{
+    return fl__row_run(r, dst);
+}
+
+static int sq_sched_put(fl_store *st, const fl_schedule *x)
+{
+    sq *h = st->impl;
+    sqlite3_stmt *s = h->q[Q_SCHED_PUT];
+    sq_text(s, 1, x->name);
+    sq_text(s, 2, x->cron);
+    sq_text(s, 3, x->tz);
+    sq_text(s, 4, x->providers);
+    sq_text(s, 5, x->holder);
+    sq_text(s, 6, x->purpose);
+    sqlite3_bind_int64(s, 7, x->max_wait_ms);
+    sqlite3_bind_int64(s, 8, x->max_run_ms);
+    sqlite3_bind_int64(s, 9, x->ttl_ms);
+    sq_text(s, 10, x->command);
+    int rc = sq_run(s);
+    return rc == SQLITE_OK ? FL_OK : sq_fail(st, h, "schedule", rc);
+}
+
+static int sq_sched_rm(fl_store *st, const char *name)
+{
+    sq *h = st->impl;
+    sqlite3_stmt *s = h->q[Q_SCHED_RM];
+    sq_text(s, 1, name);
+    int rc = sq_run(s);
+    if (rc != SQLITE_OK)
+        return sq_fail(st, h, "schedule rm", rc);
+    if (sqlite3_changes(h->db) == 0)
+        return fl__store_err(st, FL_ENOTFOUND, "schedule rm: no schedule named %s", name);
+    return FL_OK;
+}
+
+static int sq_sched_list(fl_store *st, fl_schedule **out, size_t *n)
+{
+    sq *h = st->impl;
+    return sq_collect(st, h, h->q[Q_SCHED_LIST], "schedule list", sizeof **out, read_schedule,
+                      (void **)out, n);
+}
+
+static int sq_sched_claim(fl_store *st, const char *name, int64_t due_at_ms, const char *daemon,
+                          int64_t *run_id)
+{
+    sq *h = st->impl;
+    sqlite3_stmt *s = h->q[Q_SCHED_CLAIM];
+    sq_text(s, 1, name);
+    sqlite3_bind_int64(s, 2, due_at_ms);
+    sq_text(s, 3, daemon);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *run_id = sqlite3_column_int64(s, 0);
+        rc = sqlite3_step(s);
+        sq_done(s);
+        return rc == SQLITE_DONE ? FL_OK : sq_fail(st, h, "schedule claim", rc);
+    }
+    sq_done(s);
+    if (rc == SQLITE_DONE)
+        return fl__store_err(st, FL_ECONFLICT, "schedule claim: the run of %s due at %lld "
+                             "was claimed already", name, (long long)due_at_ms);
+    return sq_fail(st, h, "schedule claim", rc);
+}
+
+static int sq_sched_finish(fl_store *st, int64_t run_id, const fl_sched_run *r)
+{
+    sq *h = st->impl;
+    sqlite3_stmt *s = h->q[Q_SCHED_FINISH];
+    sqlite3_bind_int64(s, 1, run_id);
+    sq_text(s, 2, r->outcome);
+    sq_text(s, 3, r->provider);
+    sqlite3_bind_int64(s, 4, r->fence);
+    sqlite3_bind_int(s, 5, r->exit_status);
+    sq_text(s, 6, r->detail);
+    int rc = sq_run(s);
+    if (rc != SQLITE_OK)
+        return sq_fail(st, h, "schedule finish", rc);
+    if (sqlite3_changes(h->db) == 0)
+        return fl__store_err(st, FL_ENOTFOUND, "schedule finish: no run %lld", (long long)run_id);
+    return FL_OK;
+}
+
+static int sq_sched_runs(fl_store *st, const char *name, size_t limit, fl_sched_run **out,
+                         size_t *n)
+{
+    sq *h = st->impl;
+    sqlite3_stmt *s = h->q[name ? Q_RUNS_ONE : Q_RUNS_ALL];
+    if (name) {
+        sq_text(s, 1, name);
+        sqlite3_bind_int64(s, 2, (sqlite3_int64)limit);
+    } else {
+        sqlite3_bind_int64(s, 1, (sqlite3_int64)limit);
+    }
+    return sq_collect(st, h, s, "schedule runs", sizeof **out, read_run, (void **)out, n);
+}
+
 const fl__store_ops fl__sqlite_ops = {
     .kind = "sqlite",
     .open = sq_open,
@@ -1287,4 +1478,10 @@ const fl__store_ops fl__sqlite_ops = {
     .wait_change = sq_wait_change,
     .report_put = sq_report_put,
     .report_get = sq_report_get,
+    .sched_put = sq_sched_put,
+    .sched_rm = sq_sched_rm,
+    .sched_list = sq_sched_list,
+    .sched_claim = sq_sched_claim,
+    .sched_finish = sq_sched_finish,
+    .sched_runs = sq_sched_runs,
 };

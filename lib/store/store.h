@@ -73,7 +73,36 @@ typedef struct fl__store_ops {
                       const char *detail);
     /* Sum over gateways; FL_ENOTFOUND when none reported. */
     int (*report_get)(fl_store *st, const char *provider, int64_t fence, fl_report *out);
+    /* Schedules (validated by lib/sched.c).  Rows are read in FL__SCHED_COLS
+     * and FL__RUN_COLS order through fl__row_schedule / fl__row_run, so the
+     * column mapping exists once. */
+    int (*sched_put)(fl_store *st, const fl_schedule *s);
+    int (*sched_rm)(fl_store *st, const char *name);
+    int (*sched_list)(fl_store *st, fl_schedule **out, size_t *n);
+    int (*sched_claim)(fl_store *st, const char *name, int64_t due_at_ms, const char *daemon,
+                       int64_t *run_id);
+    int (*sched_finish)(fl_store *st, int64_t run_id, const fl_sched_run *r);
+    int (*sched_runs)(fl_store *st, const char *name, size_t limit, fl_sched_run **out,
+                      size_t *n);
 } fl__store_ops;
+
+#define FL__SCHED_COLS "name, cron, tz, providers, holder, purpose, max_wait_ms, max_run_ms, " \
+                       "ttl_ms, command, created_at"
+#define FL__RUN_COLS "id, name, due_at, claimed_by, outcome, started_at, ended_at, provider_id, " \
+                     "fence, exit_status, detail"
+
+/* One result row, as the stores expose it to the shared row readers:
+ * text(col) is NULL for SQL NULL; i64(col) is 0 for NULL. */
+typedef struct fl__row {
+    const void *ctx;
+    int row;
+    const char *(*text)(const struct fl__row *r, int col);
+    int64_t (*i64)(const struct fl__row *r, int col);
+} fl__row;
+
+/* 0, or -1 when a column does not fit (a row this library did not write). */
+int fl__row_schedule(const fl__row *r, fl_schedule *s);
+int fl__row_run(const fl__row *r, fl_sched_run *x);
 
 extern const fl__store_ops fl__sqlite_ops;
 extern const fl__store_ops fl__postgres_ops;

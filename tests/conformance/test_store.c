@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define PURPOSE "nightly bench"
@@ -503,6 +504,133 @@ static void test_acquire_cancel(void **state)
     release(t->st, &r2);
     release(t->st, &r);
     fl_close(w);
+}
+
+static fl_schedule sample_schedule(const char *name)
+{
+    fl_schedule s;
+    memset(&s, 0, sizeof s);
+    snprintf(s.name, sizeof s.name, "%s", name);
+    snprintf(s.cron, sizeof s.cron, "0 2 * * *");
+    snprintf(s.tz, sizeof s.tz, "UTC");
+    snprintf(s.providers, sizeof s.providers, "gpu-01,gpu-02");
+    snprintf(s.holder, sizeof s.holder, "nightly");
+    snprintf(s.purpose, sizeof s.purpose, PURPOSE);
+    s.max_wait_ms = 7200000;
+    s.max_run_ms = 14400000;
+    s.ttl_ms = 30000;
+    snprintf(s.command, sizeof s.command, "[\"./bench.sh\",\"--quick\"]");
+    return s;
+}
+
+/* Schedules: put/replace/list/rm; a run is claimed exactly once however
+ * many processes race for it; finish and runs record how it went. */
+static void test_schedules(void **state)
+{
+    tc *t = *state;
+    char name[64];
+    snprintf(name, sizeof name, "sched-%.50s", t->p); /* unique per run */
+    for (char *c = name; *c; c++)
+        if (*c == ':' || *c == '/')
+            *c = '-';
+    fl_schedule s = sample_schedule(name);
+    EXPECT_RC(t->st, FL_OK, fl_schedule_put(t->st, &s));
+    snprintf(s.cron, sizeof s.cron, "@daily");
+    EXPECT_RC(t->st, FL_OK, fl_schedule_put(t->st, &s)); /* replaces */
+    fl_schedule *all = NULL;
+    size_t n = 0, found = 0;
+    EXPECT_RC(t->st, FL_OK, fl_schedule_list(t->st, &all, &n));
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(all[i].name, name) == 0) {
+            found++;
+            assert_string_equal(all[i].cron, "@daily");
+            assert_string_equal(all[i].providers, "gpu-01,gpu-02");
+            assert_string_equal(all[i].command, s.command);
+            ASSERT_CMP(all[i].max_run_ms, ==, 14400000);
+            ASSERT_CMP(all[i].created_at_ms, >, 0);
+        }
+    fl_free(all);
+    assert_int_equal(found, 1);
+
+    /* Bad input names the field and changes nothing. */
+    fl_schedule bad = s;
+    snprintf(bad.name, sizeof bad.name, "no spaces");
+    EXPECT_RC(t->st, FL_EINVAL, fl_schedule_put(t->st, &bad));
+    assert_non_null(strstr(fl_errmsg(t->st), "name"));
+    bad = s;
+    snprintf(bad.providers, sizeof bad.providers, "gpu-01,,gpu-02");
+    EXPECT_RC(t->st, FL_EINVAL, fl_schedule_put(t->st, &bad));
+    bad = s;
+    bad.ttl_ms = 10;
+    EXPECT_RC(t->st, FL_EINVAL, fl_schedule_put(t->st, &bad));
+    assert_non_null(strstr(fl_errmsg(t->st), "ttl"));
+    bad = s;
+    snprintf(bad.command, sizeof bad.command, "a\tb");
+    EXPECT_RC(t->st, FL_EINVAL, fl_schedule_put(t->st, &bad));
+
+    /* 8 processes race to claim the same due run: exactly one wins. */
+    const int64_t due = 1800000000000LL + (getpid() % 100000) * 1000;
+    enum { RACERS = 8 };
+    pid_t kids[RACERS];
+    for (int i = 0; i < RACERS; i++) {
+        kids[i] = fork();
+        if (kids[i] == 0) {
+            fl_store *cst = ts_open();
+            int64_t id = 0;
+            char daemon[32];
+            snprintf(daemon, sizeof daemon, "daemon-%d", i);
+            int rc = fl_sched_claim(cst, name, due, daemon, &id);
+            fl_close(cst);
+            _exit(rc == FL_OK ? 0 : rc == FL_ECONFLICT ? 1 : 2);
+        }
+    }
+    int wins = 0, losses = 0;
+    for (int i = 0; i < RACERS; i++) {
+        int status = 0;
+        waitpid(kids[i], &status, 0);
+        assert_true(WIFEXITED(status));
+        wins += WEXITSTATUS(status) == 0;
+        losses += WEXITSTATUS(status) == 1;
+    }
+    assert_int_equal(wins, 1);
+    assert_int_equal(losses, RACERS - 1);
+    int64_t id = 0;
+    EXPECT_RC(t->st, FL_ECONFLICT, fl_sched_claim(t->st, name, due, "late", &id));
+
+    fl_sched_run *runs = NULL;
+    EXPECT_RC(t->st, FL_OK, fl_sched_runs(t->st, name, 10, &runs, &n));
+    assert_int_equal(n, 1);
+    assert_string_equal(runs[0].outcome, "running");
+    ASSERT_CMP(runs[0].due_at_ms, ==, due);
+    ASSERT_CMP(runs[0].ended_at_ms, ==, 0);
+    id = runs[0].id;
+    fl_free(runs);
+    fl_sched_run fin;
+    memset(&fin, 0, sizeof fin);
+    snprintf(fin.outcome, sizeof fin.outcome, "ok");
+    snprintf(fin.provider, sizeof fin.provider, "gpu-02");
+    fin.fence = 42;
+    fin.exit_status = 0;
+    snprintf(fin.detail, sizeof fin.detail, "concurrent_foreign_requests=0");
+    EXPECT_RC(t->st, FL_OK, fl_sched_finish(t->st, id, &fin));
+    snprintf(fin.outcome, sizeof fin.outcome, "maybe");
+    EXPECT_RC(t->st, FL_EINVAL, fl_sched_finish(t->st, id, &fin));
+    snprintf(fin.outcome, sizeof fin.outcome, "ok");
+    EXPECT_RC(t->st, FL_ENOTFOUND, fl_sched_finish(t->st, 999999999999LL, &fin));
+    EXPECT_RC(t->st, FL_OK, fl_sched_runs(t->st, name, 10, &runs, &n));
+    assert_int_equal(n, 1);
+    assert_string_equal(runs[0].outcome, "ok");
+    assert_string_equal(runs[0].provider, "gpu-02");
+    ASSERT_CMP(runs[0].fence, ==, 42);
+    ASSERT_CMP(runs[0].ended_at_ms, >=, runs[0].started_at_ms);
+    assert_string_equal(runs[0].detail, "concurrent_foreign_requests=0");
+    fl_free(runs);
+
+    EXPECT_RC(t->st, FL_OK, fl_schedule_rm(t->st, name));
+    EXPECT_RC(t->st, FL_ENOTFOUND, fl_schedule_rm(t->st, name));
+    EXPECT_RC(t->st, FL_OK, fl_sched_runs(t->st, name, 10, &runs, &n));
+    assert_int_equal(n, 1); /* past runs are kept */
+    fl_free(runs);
 }
 
 static void test_exclusive_blocks_shared(void **state)
@@ -1959,6 +2087,7 @@ int main(int argc, char **argv)
         T(test_check_cached),
         T(test_isolation_report),
         T(test_acquire_cancel),
+        T(test_schedules),
         T(test_invalid_inputs),
         T(test_null_handling),
         T(test_open_and_store_info),

@@ -39,7 +39,7 @@ for variant in normal asan; do
   echo "test: running the suite ($variant build)"
   label=()
   # The sanitizer build repeats the fast tests; the long race tests run once.
-  [ $variant = asan ] && label=(-LE slow)
+  [ $variant = asan ] && label=(-LE "slow|chromium")
   (cd $dir && ctest --output-on-failure "${label[@]}") || status=1
 done
 exit $status

@@ -42,4 +42,7 @@ for variant in normal asan; do
   [ $variant = asan ] && label=(-LE "slow|chromium")
   (cd $dir && ctest --output-on-failure "${label[@]}") || status=1
 done
+# ctest hides the output of passing tests: show the checkers' verdicts.
+grep -h 'operations checked\|grants, .* overlaps' build/test-normal/Testing/Temporary/LastTest.log || true
+tests/fuzz/run.sh 20 || [ $? -eq 77 ] || status=1
 exit $status

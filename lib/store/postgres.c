@@ -43,8 +43,8 @@
 /* ---- schema ------------------------------------------------------------ */
 
 /*
- * Version 1: the tables of docs/design.md section 2, the clock, the
- * notification trigger and fl_acquire().  A later change to any function
+ * Version 1: the tables of docs/design.md section 2, the clock and the
+ * notification trigger (its fl_acquire() is replaced by version 4).  A later change to any function
  * body is a new version whose step runs CREATE OR REPLACE; steps run in one
  * transaction under the advisory lock, so many processes opening a fresh
  * database at once apply each step exactly once.
@@ -102,8 +102,44 @@ static const char SCHEMA_V1[] =
     "DROP TRIGGER IF EXISTS control_host_leases_notify ON control_host_leases;\n"
     "CREATE TRIGGER control_host_leases_notify"
     "  AFTER INSERT OR DELETE OR UPDATE OF state ON control_host_leases"
-    "  FOR EACH ROW EXECUTE FUNCTION fl_notify();\n"
+    "  FOR EACH ROW EXECUTE FUNCTION fl_notify();\n";
 
+
+/* Version 2: isolation reports, per grant and gateway (lib/report.c). */
+static const char SCHEMA_V2[] =
+    "CREATE TABLE IF NOT EXISTS control_host_lease_reports ("
+    "  provider_id TEXT NOT NULL, fence BIGINT NOT NULL, gateway TEXT NOT NULL,"
+    "  foreign_in_flight_at_grant BIGINT NOT NULL DEFAULT 0,"
+    "  concurrent_foreign BIGINT NOT NULL DEFAULT 0,"
+    "  foreign_refused BIGINT NOT NULL DEFAULT 0,"
+    "  foreign_cut_off BIGINT NOT NULL DEFAULT 0,"
+    "  holder_requests BIGINT NOT NULL DEFAULT 0,"
+    "  final INTEGER NOT NULL DEFAULT 0,"
+    "  updated_at BIGINT NOT NULL,"
+    "  PRIMARY KEY (provider_id, fence, gateway));\n"
+    "CREATE TABLE IF NOT EXISTS control_host_lease_report_refusals ("
+    "  provider_id TEXT NOT NULL, fence BIGINT NOT NULL, gateway TEXT NOT NULL,"
+    "  writer TEXT NOT NULL, refused BIGINT NOT NULL,"
+    "  PRIMARY KEY (provider_id, fence, gateway, writer));\n";
+
+/* Version 3: schedules and their runs (lib/sched.c). */
+static const char SCHEMA_V3[] =
+    "CREATE TABLE IF NOT EXISTS fl_schedules ("
+    "  name TEXT PRIMARY KEY, cron TEXT NOT NULL, tz TEXT NOT NULL, providers TEXT NOT NULL,"
+    "  holder TEXT NOT NULL, purpose TEXT NOT NULL, max_wait_ms BIGINT NOT NULL,"
+    "  max_run_ms BIGINT NOT NULL, ttl_ms BIGINT NOT NULL, command TEXT NOT NULL,"
+    "  created_at BIGINT NOT NULL);\n"
+    "CREATE TABLE IF NOT EXISTS fl_schedule_runs ("
+    "  id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL, due_at BIGINT NOT NULL,"
+    "  claimed_by TEXT NOT NULL, outcome TEXT NOT NULL, started_at BIGINT NOT NULL,"
+    "  ended_at BIGINT NOT NULL DEFAULT 0, provider_id TEXT NOT NULL DEFAULT '',"
+    "  fence BIGINT NOT NULL DEFAULT 0, exit_status INTEGER NOT NULL DEFAULT -1,"
+    "  detail TEXT NOT NULL DEFAULT '', UNIQUE (name, due_at));\n"
+    "CREATE INDEX IF NOT EXISTS fl_schedule_runs_name ON fl_schedule_runs (name, id);\n";
+
+/* Version 4: fl_acquire() (it replaced the version-1 body: a grant now
+ * re-reads the clock after its reads; see the comment inside). */
+static const char SCHEMA_V4[] =
     /*
      * One acquire attempt (docs/design.md section 3).  VOLATILE, so under
      * READ COMMITTED every statement below takes a fresh snapshot.
@@ -118,7 +154,11 @@ static const char SCHEMA_V1[] =
      *           the previous lock holder committed.  (A CTE beside an upsert
      *           would decide on the snapshot from before the wait.)
      * Both passes use one reading of the clock for delete and read, so a
-     * row is either deleted as lapsed or read as live, never neither.
+     * row is either deleted as lapsed or read as live, never neither.  A
+     * write re-reads the clock after its reads: renew and release do not
+     * take the provider's lock, so one may commit between our clock read
+     * and our row read, and a grant stamped with the earlier reading would
+     * appear in history before the release it followed.
      * The scan and the decision mirror scan_rows() and fl__decide() in
      * lib/core/decide.c exactly; change both together.
      */
@@ -214,6 +254,9 @@ static const char SCHEMA_V1[] =
     "    END IF;\n"
     "    v_locked := true;\n"
     "  END LOOP;\n"
+    "  IF v_locked THEN\n"
+    "    now_ms := greatest(now_ms, fl_now_ms());\n"
+    "  END IF;\n"
     "  b_provider_id := v_b.provider_id; b_holder := v_b.holder; b_purpose := v_b.purpose;\n"
     "  b_mode := v_b.mode; b_state := v_b.state; b_fence := v_b.fence;\n"
     "  b_ttl_ms := v_b.ttl_ms; b_acquired_at := v_b.acquired_at;\n"
@@ -266,38 +309,6 @@ static const char SCHEMA_V1[] =
     "END\n"
     "$fn$;\n";
 
-/* Version 2: isolation reports, per grant and gateway (lib/report.c). */
-static const char SCHEMA_V2[] =
-    "CREATE TABLE IF NOT EXISTS control_host_lease_reports ("
-    "  provider_id TEXT NOT NULL, fence BIGINT NOT NULL, gateway TEXT NOT NULL,"
-    "  foreign_in_flight_at_grant BIGINT NOT NULL DEFAULT 0,"
-    "  concurrent_foreign BIGINT NOT NULL DEFAULT 0,"
-    "  foreign_refused BIGINT NOT NULL DEFAULT 0,"
-    "  foreign_cut_off BIGINT NOT NULL DEFAULT 0,"
-    "  holder_requests BIGINT NOT NULL DEFAULT 0,"
-    "  final INTEGER NOT NULL DEFAULT 0,"
-    "  updated_at BIGINT NOT NULL,"
-    "  PRIMARY KEY (provider_id, fence, gateway));\n"
-    "CREATE TABLE IF NOT EXISTS control_host_lease_report_refusals ("
-    "  provider_id TEXT NOT NULL, fence BIGINT NOT NULL, gateway TEXT NOT NULL,"
-    "  writer TEXT NOT NULL, refused BIGINT NOT NULL,"
-    "  PRIMARY KEY (provider_id, fence, gateway, writer));\n";
-
-/* Version 3: schedules and their runs (lib/sched.c). */
-static const char SCHEMA_V3[] =
-    "CREATE TABLE IF NOT EXISTS fl_schedules ("
-    "  name TEXT PRIMARY KEY, cron TEXT NOT NULL, tz TEXT NOT NULL, providers TEXT NOT NULL,"
-    "  holder TEXT NOT NULL, purpose TEXT NOT NULL, max_wait_ms BIGINT NOT NULL,"
-    "  max_run_ms BIGINT NOT NULL, ttl_ms BIGINT NOT NULL, command TEXT NOT NULL,"
-    "  created_at BIGINT NOT NULL);\n"
-    "CREATE TABLE IF NOT EXISTS fl_schedule_runs ("
-    "  id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL, due_at BIGINT NOT NULL,"
-    "  claimed_by TEXT NOT NULL, outcome TEXT NOT NULL, started_at BIGINT NOT NULL,"
-    "  ended_at BIGINT NOT NULL DEFAULT 0, provider_id TEXT NOT NULL DEFAULT '',"
-    "  fence BIGINT NOT NULL DEFAULT 0, exit_status INTEGER NOT NULL DEFAULT -1,"
-    "  detail TEXT NOT NULL DEFAULT '', UNIQUE (name, due_at));\n"
-    "CREATE INDEX IF NOT EXISTS fl_schedule_runs_name ON fl_schedule_runs (name, id);\n";
-
 static const struct {
     int version;
     const char *sql;
@@ -305,6 +316,7 @@ static const struct {
     {1, SCHEMA_V1},
     {2, SCHEMA_V2},
     {3, SCHEMA_V3},
+    {4, SCHEMA_V4},
 };
 
 /* ---- statements ---------------------------------------------------------- */

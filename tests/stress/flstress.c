@@ -10,7 +10,7 @@
  * 77, skipped).  Public API only.
  *
  * Workload: --procs forked processes (respawned when killed) loop on a few
- * providers.  Most use the plain API (acquire with a random wait 0-3 s,
+ * providers.  Most use the plain API (acquire with no wait, or a random one up to 2 s,
  * shared or exclusive, ttl 1-3 s; hold briefly, or long with heartbeats
  * every ttl/3, or abandon the lease so that it lapses; later renew and
  * release the abandoned token to prove a stale token is refused).  The
@@ -98,7 +98,7 @@
 #define HISTORY_MAX 10000
 #define NONE (-1)
 #define STEP_MS 5             /* a grant holder's work step */
-#define STOP_TOLERANCE_MS 250 /* scheduling on a loaded 2-core machine */
+#define STOP_TOLERANCE_MS 1000 /* a stall of the whole process, not of the library */
 #define UNAVAIL_MARGIN_MS 2500
 
 enum { F_KILL = 1, F_STOP = 2, F_PG = 4 };
@@ -205,7 +205,7 @@ static void pick(worker *w, int64_t *pidx, char *prov, size_t plen, fl_mode *mod
     provider_name(prov, plen, w->r->prefix, o->providers, *pidx);
     *mode = (int)(rnd(&w->seed) % 100) < o->shared_pct ? FL_SHARED : FL_EXCLUSIVE;
     *ttl = 1000 + rnd(&w->seed) % 2001;
-    *wait = rnd(&w->seed) % 4 == 0 ? 0 : rnd(&w->seed) % 3001;
+    *wait = rnd(&w->seed) % 100 < 40 ? 0 : rnd(&w->seed) % 2001;
 }
 
 static void stale_ops(worker *w)
@@ -255,9 +255,11 @@ static void plain_cycle(worker *w)
     atomic_store(&me->holding, 1);
 
     uint32_t style = rnd(&w->seed) % 100;
-    int abandon = style < 6, renew = style >= 6 && style < 36;
-    int64_t hold = renew ? ttl + (int64_t)(rnd(&w->seed) % (uint32_t)(2 * ttl))
-                         : (int64_t)(rnd(&w->seed) % 300);
+    /* Mostly brief holds, so that grants are many and contended; some
+     * renewed past their ttl; a few abandoned to lapse. */
+    int abandon = style < 6, renew = style >= 6 && style < 21;
+    int64_t hold = renew ? ttl / 2 + (int64_t)(rnd(&w->seed) % (uint32_t)(3 * ttl / 2))
+                         : (int64_t)(rnd(&w->seed) % 200);
     int64_t until = ts_mono_ms() + hold;
     int lost = 0;
     while (!lost && ts_mono_ms() < until && ts_mono_ms() < w->r->end) {
@@ -348,8 +350,8 @@ static void grant_cycle(worker *w)
 
     /* Long holds outlive several renews, and faults (a frozen holder, a
      * store that went down) make some of them lose the grant. */
-    int64_t hold = rnd(&w->seed) % 100 < 40 ? ttl + (int64_t)(rnd(&w->seed) % (uint32_t)(2 * ttl))
-                                            : (int64_t)(rnd(&w->seed) % 400);
+    int64_t hold = rnd(&w->seed) % 100 < 30 ? ttl + (int64_t)(rnd(&w->seed) % (uint32_t)ttl)
+                                            : (int64_t)(rnd(&w->seed) % 300);
     int64_t until = ts_mono_ms() + hold, last_step = NONE, step_deadline = NONE, stopped = NONE;
     int64_t steps = 0;
     for (;;) {
@@ -513,7 +515,7 @@ static int run_workload(run *r, fault_counts *fc)
         ps[i].pid = spawn(r, i, 0);
     uint64_t seed = ((uint64_t)getpid() << 17) ^ (uint64_t)ts_mono_ms();
     int64_t now = ts_mono_ms();
-    int64_t next_kill = now + 1500 + rnd(&seed) % 2500, next_stop = now + 2000 + rnd(&seed) % 3000;
+    int64_t next_kill = now + 1000 + rnd(&seed) % 2000, next_stop = now + 1000 + rnd(&seed) % 2000;
     int64_t next_pg = now + o->pg_every_ms / 2, pg_up_at = 0, pg_down_from = 0;
     int pg_turn = 0;
 
@@ -536,7 +538,7 @@ static int run_workload(run *r, fault_counts *fc)
                 ps[i].pid = spawn(r, i, ps[i].gen);
                 fc->kills++;
             }
-            next_kill = now + 1500 + rnd(&seed) % 2500;
+            next_kill = now + 1000 + rnd(&seed) % 2000;
         }
         if ((o->faults & F_STOP) && now >= next_stop) {
             int i = pick_holder(r, ps, &seed);
@@ -547,7 +549,7 @@ static int run_workload(run *r, fault_counts *fc)
                 ps[i].cont_at = now + ttl + 300 + rnd(&seed) % 1200;
                 fc->stops++;
             }
-            next_stop = now + 2000 + rnd(&seed) % 3000;
+            next_stop = now + 1000 + rnd(&seed) % 2000;
         }
         if ((o->faults & F_PG) && pg_up_at != 0 && now >= pg_up_at) {
             pg_script(o, "restart");
@@ -714,6 +716,8 @@ static int cmp_win(const void *x, const void *y)
 
 static void win_merge(winlist *l)
 {
+    if (l->n == 0)
+        return;
     qsort(l->w, l->n, sizeof *l->w, cmp_win);
     size_t k = 0;
     for (size_t i = 0; i < l->n; i++) {
@@ -899,38 +903,58 @@ static int read_logs(hist *h, const char *dir, fault_counts *fc, long *bad)
 
 /* ---- the checker: clocks and exemptions -------------------------------- */
 
-/* The calibration sample of worker w nearest to monotonic t (NULL: none). */
-static const cal *near_cal(const wlog *w, int64_t t)
+/*
+ * Bounds of the store's clock at monotonic t, as worker w saw it.  Every
+ * sample gives an upper bound s - m0 and a lower bound s - m1 of the offset
+ * (store - monotonic); the tightest over the samples within a minute of t
+ * is used (a minute: the two clocks may drift apart while NTP slews the
+ * wall clock).  A worker without samples borrows the parent's.
+ */
+static int offsets(const hist *h, const wlog *w, int64_t t, int64_t *hi, int64_t *lo)
 {
-    const cal *best = NULL;
-    for (size_t i = 0; i < w->ncal; i++) {
-        int64_t d = w->cals[i].m0 > t ? w->cals[i].m0 - t : t - w->cals[i].m0;
-        if (best == NULL || d < (best->m0 > t ? best->m0 - t : t - best->m0))
-            best = &w->cals[i];
+    const cal *c = w->cals;
+    size_t n = w->ncal;
+    if (n == 0) {
+        c = h->pcal;
+        n = h->npcal;
     }
-    return best;
+    int found = 0;
+    const cal *nearest = NULL;
+    for (size_t i = 0; i < n; i++) {
+        int64_t d = c[i].m0 > t ? c[i].m0 - t : t - c[i].m0;
+        if (nearest == NULL || d < (nearest->m0 > t ? nearest->m0 - t : t - nearest->m0))
+            nearest = &c[i];
+        if (d > 60000)
+            continue;
+        if (!found || c[i].s - c[i].m0 < *hi)
+            *hi = c[i].s - c[i].m0;
+        if (!found || c[i].s - c[i].m1 > *lo)
+            *lo = c[i].s - c[i].m1;
+        found = 1;
+    }
+    if (!found && nearest != NULL) {
+        *hi = nearest->s - nearest->m0;
+        *lo = nearest->s - nearest->m1;
+        found = 1;
+    }
+    return found ? 0 : -1;
 }
 
-/* Upper / lower bound of the store's clock at monotonic t, seen by w. */
 static int store_hi(const hist *h, const wlog *w, int64_t t, int64_t *s)
 {
-    const cal *c = near_cal(w, t);
-    if (c == NULL && h->npcal > 0)
-        c = &h->pcal[0];
-    if (c == NULL)
+    int64_t hi, lo;
+    if (offsets(h, w, t, &hi, &lo) != 0)
         return -1;
-    *s = c->s + (t - c->m0);
+    *s = t + hi;
     return 0;
 }
 
 static int store_lo(const hist *h, const wlog *w, int64_t t, int64_t *s)
 {
-    const cal *c = near_cal(w, t);
-    if (c == NULL && h->npcal > 0)
-        c = &h->pcal[0];
-    if (c == NULL)
+    int64_t hi, lo;
+    if (offsets(h, w, t, &hi, &lo) != 0)
         return -1;
-    *s = c->s + (t - c->m1);
+    *s = t + lo;
     return 0;
 }
 
@@ -972,8 +996,7 @@ static int store_unavailable(const hist *h, int64_t sa, int64_t sb)
 /* ---- the checker: per provider ----------------------------------------- */
 
 typedef struct stats {
-    long ops, events, grants, exclusive, renews, releases, stale_tries, lapses_checked,
-        lapses_waiter, intents, promoted, gave_up, grant_holds, grant_lost, steps, skipped;
+    long ops, events, grants, exclusive, renews, releases, stale_tries, lapses, lapses_waiter, intents, promoted, gave_up, grant_holds, grant_lost, steps, skipped;
     int64_t max_regrant, max_promote, max_late, min_margin;
 } stats;
 
@@ -1044,22 +1067,24 @@ static void check_regrant(const hist *h, const opts *o, const char *p, const hs_
     for (size_t i = 1; i <= s->n; i++) {
         int64_t next = i < s->n ? by[i]->start : INT64_MAX;
         if (next >= cur_end && lapsed) {
-            /* The provider is free from cur_end: a lapse with nothing live. */
+            /* The provider is free from cur_end: a lapse with nothing live.
+             * Judged only when a worker certainly waited from F until the
+             * next grant or F + bound, whichever is first; the next grant
+             * must then come within the bound. */
             int64_t F = cur_end, lat = next - F;
-            if (lat <= o->bound_ms) {
-                st->lapses_checked++;
+            const wlog *w = waiter(h, ops, nops, F, lat < o->bound_ms ? next : F + o->bound_ms);
+            st->lapses++;
+            if (w != NULL && lat <= o->bound_ms) {
+                st->lapses_waiter++;
                 if (lat > st->max_regrant)
                     st->max_regrant = lat;
-            } else {
-                const wlog *w = waiter(h, ops, nops, F, F + o->bound_ms);
+            } else if (w != NULL) {
                 int blocked = 0;
                 for (size_t k = 0; k < nin; k++) /* someone else's intent that nobody refreshes */
                     if (in[k].start <= F && (in[k].end > F || in[k].term == 0) &&
-                        (w == NULL || strcmp(in[k].holder, w->holder) != 0))
+                        strcmp(in[k].holder, w->holder) != 0)
                         blocked = 1;
-                if (w == NULL) {
-                    /* nobody was waiting: nothing to judge */
-                } else if (blocked || store_unavailable(h, F, F + o->bound_ms)) {
+                if (blocked || store_unavailable(h, F, F + o->bound_ms)) {
                     st->skipped++;
                 } else {
                     st->lapses_waiter++;
@@ -1211,7 +1236,8 @@ static void check_ops(const hist *h, const char *p, const hs_set *s, const fl_ev
     for (size_t i = 0; i < nev; i++)
         if (strcmp(ev[i].event, "renewed") == 0)
             rn[nr++] = (renew_ev){ev[i].fence, ev[i].expires_at_ms};
-    qsort(rn, nr, sizeof *rn, cmp_renew);
+    if (nr > 0)
+        qsort(rn, nr, sizeof *rn, cmp_renew);
 
     for (size_t i = 0; i < nops; i++) {
         const op *o = &ops[i];
@@ -1277,8 +1303,11 @@ static void check_ops(const hist *h, const char *p, const hs_set *s, const fl_ev
             st->steps += o->v[V_X + 3];
             if (g == NULL)
                 break; /* reported at 'G' */
+            /* A released grant ended after its last step by construction
+             * (the worker released it after stepping); a lapsed one is the
+             * case that matters: the deadline must come before the lapse. */
             int64_t sh;
-            if (last != NONE && store_hi(h, w, last, &sh) == 0) {
+            if (!g->released && last != NONE && store_hi(h, w, last, &sh) == 0) {
                 /* 2 ms: both clocks are read in whole milliseconds */
                 if (sh >= g->end + 2)
                     hs_violation(t, HS_WORK,
@@ -1288,6 +1317,12 @@ static void check_ops(const hist *h, const char *p, const hs_set *s, const fl_ev
                 if (g->end - sh < st->min_margin)
                     st->min_margin = g->end - sh;
             }
+            /* No step after the local deadline: the library must say "lost"
+             * (or time_left <= 0) from the deadline on. */
+            if (last != NONE && dl != NONE && last > dl)
+                hs_violation(t, HS_WORK, "%s: %s stepped at %lld under fence %lld, after its "
+                             "local deadline %lld", p, w->holder, (long long)last,
+                             (long long)fence, (long long)dl);
             if (lost != 0) {
                 st->grant_lost++;
                 int64_t late = stopped - dl;
@@ -1341,7 +1376,8 @@ static int check(const opts *o, const fault_counts *run_fc, int64_t elapsed_ms)
 
     hs_tally t = {.print_max = o->print_max};
     stats sx = {.min_margin = INT64_MAX};
-    qsort(h.ops, h.nops, sizeof *h.ops, cmp_op_pidx);
+    if (h.nops > 0)
+        qsort(h.ops, h.nops, sizeof *h.ops, cmp_op_pidx);
     sx.ops = (long)h.nops;
 
     int64_t nprov = h.epochs * h.providers;
@@ -1399,15 +1435,18 @@ static int check(const opts *o, const fault_counts *run_fc, int64_t elapsed_ms)
     printf("flstress: history: %ld events, %ld grants (%ld exclusive); workers: %ld renews, "
            "%ld releases ok, %ld stale-token tries refused\n",
            sx.events, sx.grants, sx.exclusive, sx.renews, sx.releases, sx.stale_tries);
-    printf("flstress: liveness: %ld lapses re-granted (max %lld ms), %ld exclusive intents "
-           "(%ld granted, max %lld ms after the host freed; %ld gave up), %ld instances skipped "
-           "(waiter frozen/killed or store unavailable)\n",
-           sx.lapses_checked, (long long)sx.max_regrant, sx.intents, sx.promoted,
+    printf("flstress: liveness: %ld lapses freed a provider, %ld with a waiter (re-granted "
+           "after at most %lld ms); %ld exclusive intents (%ld granted, at most %lld ms after "
+           "the host freed; %ld gave up); %ld instances skipped (waiter frozen/killed or store "
+           "unavailable)\n",
+           sx.lapses, sx.lapses_waiter, (long long)sx.max_regrant, sx.intents, sx.promoted,
            (long long)sx.max_promote, sx.gave_up, sx.skipped);
+    char margin[32] = "none lapsed";
+    if (sx.min_margin != INT64_MAX)
+        snprintf(margin, sizeof margin, "%lld ms", (long long)sx.min_margin);
     printf("flstress: grant holders: %ld holds, %ld work steps, %ld lost, latest stop %lld ms "
-           "after the local deadline, closest work step %lld ms before the store's end\n",
-           sx.grant_holds, sx.steps, sx.grant_lost, (long long)sx.max_late,
-           (long long)(sx.min_margin == INT64_MAX ? 0 : sx.min_margin));
+           "after the local deadline, closest work step before a lapse: %s\n",
+           sx.grant_holds, sx.steps, sx.grant_lost, (long long)sx.max_late, margin);
     long v = hs_total(&t);
     if (v > 0) {
         printf("flstress: violations by kind:");
@@ -1507,8 +1546,8 @@ static int parse_faults(const char *s)
 
 int main(int argc, char **argv)
 {
-    static opts o = {.duration_ms = 30000, .epoch_ms = 20000, .bound_ms = 2500,
-                     .pg_every_ms = 15000, .procs = 32, .providers = 3, .grant_pct = 25,
+    static opts o = {.duration_ms = 30000, .epoch_ms = 60000, .bound_ms = 2500,
+                     .pg_every_ms = 15000, .procs = 32, .providers = 6, .grant_pct = 25,
                      .shared_pct = 60, .faults = -1, .print_max = 20, .min_ops = 1000,
                      .pg_script = FL_PG_SERVER_SH};
     for (int i = 1; i < argc; i++) {

@@ -100,7 +100,8 @@ void hs_build(const fl_event *ev, size_t n, const char *p, hs_tally *t, hs_set *
         out->by_fence[k] = g;
         k++;
     }
-    qsort(out->by_fence, ng, sizeof *out->by_fence, cmp_fence);
+    if (ng > 0)
+        qsort(out->by_fence, ng, sizeof *out->by_fence, cmp_fence);
     for (size_t i = 1; i < ng; i++)
         if (out->by_fence[i]->fence == out->by_fence[i - 1]->fence)
             hs_violation(t, HS_FENCE, "%s: fence %lld granted twice", p,
@@ -176,7 +177,8 @@ long hs_overlaps(const hs_set *s, const char *p, hs_tally *t)
     hs_grant **by_start = xcalloc(s->n, sizeof *by_start);
     for (size_t i = 0; i < s->n; i++)
         by_start[i] = &s->g[i];
-    qsort(by_start, s->n, sizeof *by_start, cmp_start);
+    if (s->n > 0)
+        qsort(by_start, s->n, sizeof *by_start, cmp_start);
     long excl = 0;
     for (size_t i = 0; i < s->n; i++) {
         const hs_grant *a = by_start[i];

@@ -96,7 +96,7 @@ void hs_build(const fl_event *ev, size_t n, const char *p, hs_tally *t, hs_set *
         hs_grant *g = &out->g[k];
         *g = (hs_grant){.id = ev[i].id, .fence = ev[i].fence, .start = ev[i].at_ms,
                         .exp = ev[i].expires_at_ms, .end = -1, .mode = ev[i].mode};
-        snprintf(g->holder, sizeof g->holder, "%s", ev[i].holder);
+        snprintf(g->holder, sizeof g->holder, "%.63s", ev[i].holder);
         out->by_fence[k] = g;
         k++;
     }

@@ -428,6 +428,59 @@ FL_EXTERN int fl_sched_finish(fl_store *st, int64_t run_id, const fl_sched_run *
 FL_EXTERN int fl_sched_runs(fl_store *st, const char *name, size_t limit,
                             fl_sched_run **out, size_t *n);
 
+/* ---- Cron ------------------------------------------------------------ */
+
+/*
+ * A parsed cron expression: five fields separated by blanks,
+ *     minute 0-59   hour 0-23   day-of-month 1-31   month 1-12 or jan-dec
+ *     day-of-week 0-7 or sun-sat (0 and 7 are Sunday)
+ * each `*`, N, N-M, or a comma-separated list of them, any item with a
+ * step /S (`*\/15`, `8-18/2`, and `5/20` meaning 5-max/20); names are
+ * case-insensitive.  Macros: @hourly (0 * * * *), @daily and @midnight
+ * (0 0 * * *), @weekly (0 0 * * 0), @monthly (0 0 1 * *), @yearly and
+ * @annually (0 0 1 1 *).  As in Vixie cron, when both day fields are
+ * restricted (neither begins with `*`) a day matches if either matches.
+ * A day-of-month no listed month has (`0 0 30 2 *`) is refused.
+ *
+ * Time zones (tz): "UTC" (also "Z", "GMT"; NULL means UTC) or a fixed
+ * offset east of Greenwich, ISO 8601 style: "UTC+02:00", "+05:30", "-8",
+ * "-0800", between -12:00 and +14:00.  Named zones ("Europe/Berlin") are
+ * refused: following daylight saving time needs the tz database, and the
+ * libc way (localtime_r under $TZ) is process-global state.  A job that
+ * must run at 02:00 Berlin time all year needs two schedules or UTC.
+ *
+ * Pure functions: thread-safe, no I/O, independent of $TZ and the locale.
+ */
+typedef struct fl_cron {
+    uint64_t minute;   /* bit n set: minute n */
+    uint32_t hour;     /* bit n: hour n */
+    uint32_t mday;     /* bit n: day n of the month (1-31) */
+    uint16_t month;    /* bit n: month n (1-12) */
+    uint8_t wday;      /* bit n: weekday n (0 Sunday .. 6 Saturday) */
+    int mday_star;     /* the day-of-month field began with '*' */
+    int wday_star;     /* the day-of-week field began with '*' */
+} fl_cron;
+
+/*
+ * Parse spec (at most FL_CRON_MAX bytes).  FL_EINVAL with err saying where:
+ * "cron: field 2 (hour) at column 5: 25 is out of range 0-23" (columns
+ * count bytes from 1).
+ */
+FL_EXTERN int fl_cron_parse(const char *spec, fl_cron *out, char *err, size_t errlen);
+
+/* Validate tz (see above) and give its offset in minutes east of UTC.
+ * NULL is UTC.  FL_EINVAL with err naming the supported forms. */
+FL_EXTERN int fl_cron_tz(const char *tz, int32_t *offset_min, char *err, size_t errlen);
+
+/*
+ * The first instant strictly after after_ms (ms since the epoch, any
+ * clock) at which c fires in tz, on a whole minute.  FL_EINVAL for a bad
+ * tz or cron; FL_ENOTFOUND if it does not fire within nine years (never
+ * for an expression fl_cron_parse accepted).
+ */
+FL_EXTERN int fl_cron_next(const fl_cron *c, const char *tz, int64_t after_ms,
+                           int64_t *next_ms);
+
 /* ---- Validation and formatting (what the CLI and HTTP API parse with) -- */
 
 /* Each writes a message naming the field and the limit into err. */

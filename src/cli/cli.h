@@ -22,6 +22,8 @@ enum {
     FL_EXIT_CONFLICT = 75,    /* held by someone else / not granted within --wait /
                                  check: this writer must not dispatch */
     FL_EXIT_LOST = 76,        /* the lease is gone: lost, expired, released or unknown token */
+    FL_EXIT_ISOLATION = 78,   /* run --require-isolation: a foreign request reached the host
+                                 while the lease was active, or no gateway reported on it */
     FL_EXIT_NOEXEC = 126,     /* run: CMD found but could not be executed */
     FL_EXIT_NOTFOUND = 127    /* run: CMD not found */
 };

@@ -28,6 +28,7 @@
  * lapses after its TTL and the wrapper stops the job when it resumes.
  */
 #include "commands.h"
+#include "schedule.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -61,6 +62,12 @@ const char cmd_run_usage[] =
     "  --ttl DURATION   lease lifetime without a renew, 1s..24h (default: 30s);\n"
     "                   renewed about every ttl/3 while CMD runs\n"
     "  --wait DURATION  how long to wait for the host (default: 0, fail at once)\n"
+    "  --max-run DURATION  stop CMD after it ran this long, 1s..168h (default: no\n"
+    "                   limit): SIGTERM to its tree, SIGKILL after the kill grace\n"
+    "                   (min(ttl/8, 10s)), then release; exit 124\n"
+    "  --require-isolation  exclusive only: exit 78 unless a lease-aware gateway\n"
+    "                   (fleetlease gateway) reported on this lease and no foreign\n"
+    "                   request reached the host while it was active\n"
     "\n"
     "CMD runs in its own process group with FLEETLEASE_PROVIDER, FLEETLEASE_TOKEN\n"
     "and FLEETLEASE_FENCE in its environment.  Its stdout and stdin are the\n"
@@ -83,8 +90,16 @@ const char cmd_run_usage[] =
     "  75              not granted (held by someone else, or not within --wait);\n"
     "                  CMD was not run\n"
     "  76              the lease was lost while CMD ran; CMD was stopped\n"
+    "  124             --max-run passed; CMD was stopped (as timeout(1) does)\n"
     "  126             CMD could not be executed\n"
-    "  127             CMD was not found\n";
+    "  127             CMD was not found\n"
+    "  78              --require-isolation: no gateway reported on the lease, or a\n"
+    "                  foreign request reached the host during it (replaces CMD's\n"
+    "                  status, but not 76)\n"
+    "\n"
+    "An exclusive lease's isolation report (what the gateways in front of\n"
+    "PROVIDER let through while it was held; docs/gateway.md) is printed on\n"
+    "stderr when CMD ends.\n";
 
 /* Signals passed on to the job's process group.  Every signal whose
  * default action would kill the wrapper is either here or ignored: a
@@ -110,6 +125,8 @@ typedef struct run_opts {
     fl_mode mode;
     int64_t ttl_ms;
     int64_t wait_ms;
+    int64_t max_run_ms;         /* 0: no limit */
+    int require_isolation;      /* --require-isolation */
     char **cmd;
 } run_opts;
 
@@ -165,11 +182,15 @@ static void run_on_lost(fl_grant *g, int code, const char *why, void *arg)
 
 /* ---- argument parsing ------------------------------------------------ */
 
-enum { OPT_PURPOSE = CLI_OPT_PRIVATE, OPT_HOLDER, OPT_MODE, OPT_TTL, OPT_WAIT };
+enum { OPT_PURPOSE = CLI_OPT_PRIVATE, OPT_HOLDER, OPT_MODE, OPT_TTL, OPT_WAIT, OPT_MAX_RUN };
 
 typedef struct run_raw {
-    const char *purpose, *holder, *mode, *ttl, *wait;
+    const char *purpose, *holder, *mode, *ttl, *wait, *max_run;
+    int require_isolation;
 } run_raw;
+
+/* Apart from the enum above, which other options extend. */
+enum { OPT_REQUIRE_ISOLATION = CLI_OPT_PRIVATE + 0x40 };
 
 static int run_on_opt(cli_ctx *ctx, void *self, int opt, const char *arg)
 {
@@ -181,6 +202,8 @@ static int run_on_opt(cli_ctx *ctx, void *self, int opt, const char *arg)
     case OPT_MODE: o->mode = arg; break;
     case OPT_TTL: o->ttl = arg; break;
     case OPT_WAIT: o->wait = arg; break;
+    case OPT_MAX_RUN: o->max_run = arg; break;
+    case OPT_REQUIRE_ISOLATION: o->require_isolation = 1; break;
     default: return FL_EXIT_USAGE;
     }
     return 0;
@@ -201,6 +224,8 @@ static int run_parse(cli_ctx *ctx, int argc, char **argv, run_opts *o, char *hbu
         {"mode", required_argument, NULL, OPT_MODE},
         {"ttl", required_argument, NULL, OPT_TTL},
         {"wait", required_argument, NULL, OPT_WAIT},
+        {"max-run", required_argument, NULL, OPT_MAX_RUN},
+        {"require-isolation", no_argument, NULL, OPT_REQUIRE_ISOLATION},
         CLI_COMMON_OPTIONS,
         {NULL, 0, NULL, 0},
     };
@@ -241,6 +266,16 @@ static int run_parse(cli_ctx *ctx, int argc, char **argv, run_opts *o, char *hbu
         rc = cli_bad_value(ctx, err);
     else if (raw.wait && fl_parse_wait("wait", raw.wait, &o->wait_ms, err, sizeof err) != FL_OK)
         rc = cli_bad_value(ctx, err);
+    else if (raw.max_run &&
+             fl_parse_wait("max-run", raw.max_run, &o->max_run_ms, err, sizeof err) != FL_OK)
+        rc = cli_bad_value(ctx, err);
+    else if (raw.max_run && o->max_run_ms < 1000)
+        rc = cli_usage_error(ctx, "max-run: must be between 1s and 168h (7 days), got '%s'",
+                             cli_quote(err, sizeof err, raw.max_run, 32));
+    else if (raw.require_isolation && o->mode != FL_EXCLUSIVE)
+        rc = cli_usage_error(ctx, "--require-isolation needs --mode exclusive: isolation is "
+                                  "reported per exclusive lease");
+    o->require_isolation = raw.require_isolation;
     if (rc != CLI_CONTINUE) {
         free(pos);
         return rc;
@@ -649,14 +684,22 @@ static void run_child(char **cmd, char **env, int exec_wr, pid_t parent,
 static int run_supervise(run_state *r, fl_grant *g, const run_opts *o)
 {
     char why[FL_MESSAGE_MAX];
-    int lost = 0;
+    int lost = 0, overran = 0;
+    /* --max-run counts from the start of CMD, on the monotonic clock. */
+    const int64_t stop_at = o->max_run_ms > 0 ? run_mono_ms() + o->max_run_ms : INT64_MAX;
     for (;;) {
         run_forward(r);
         run_poll_children(r);
         run_check_exec(r, o->cmd[0]);
         if ((lost = run_lost(r, g, why, sizeof why)) != 0 || r->child_done)
             break;
-        int64_t left = fl_grant_time_left(g);
+        int64_t left = fl_grant_time_left(g), now = run_mono_ms();
+        if (now >= stop_at) {
+            overran = 1;
+            break;
+        }
+        if (stop_at - now < left)
+            left = stop_at - now;
         run_wait(r, 1, left < RUN_POLL_MS ? (int)left : RUN_POLL_MS);
     }
 
@@ -664,6 +707,10 @@ static int run_supervise(run_state *r, fl_grant *g, const run_opts *o)
     if (lost) {
         fprintf(stderr, "fleetlease run: lease on %s lost: %s; stopping the job\n",
                 r->provider, why);
+    } else if (overran) {
+        /* The same stop as at a loss: SIGTERM, SIGKILL after the grace. */
+        fprintf(stderr, "fleetlease run: max-run of %lld ms reached on %s; stopping the job\n",
+                (long long)o->max_run_ms, r->provider);
     } else {
         /* Normal exit.  If the deadline passed just as the child exited,
          * SIGKILL must still land within the grace after the deadline, which
@@ -690,7 +737,91 @@ static int run_supervise(run_state *r, fl_grant *g, const run_opts *o)
         fprintf(stderr, "fleetlease run: cannot release the lease on %s: %s; it lapses "
                         "within its ttl\n",
                 r->provider, fl_strerror(rc));
-    return r->child_status;
+    return overran ? CLI_EXIT_MAX_RUN : r->child_status;
+}
+
+/* ---- the isolation report ------------------------------------------------ */
+
+/* A gateway writes its final report once it sees the lease end, which is
+ * milliseconds after the release; this is how long we wait for it. */
+#define RUN_REPORT_WAIT_MS 2000
+
+/*
+ * After an exclusive lease ended: print what the lease-aware gateways in
+ * front of the provider let through while it was held (fl_report_get sums
+ * them).  Returns the exit code: `code`, or FL_EXIT_ISOLATION under
+ * --require-isolation when the report shows a foreign request during the
+ * lease or no gateway reported (then nothing proves the isolation) --
+ * except after a lost lease (76), which says more.  Without
+ * --require-isolation a provider no gateway reported on costs no wait.
+ */
+static int run_isolation(const char *url, const fl_lease *l, const run_opts *o, int code)
+{
+    const char *p = l->provider;
+    fl_store *st = NULL;
+    fl_report rep;
+    memset(&rep, 0, sizeof rep);
+    int rc = fl_open(url, &st), found = 0;
+    const int64_t until = run_mono_ms() + RUN_REPORT_WAIT_MS;
+    while (rc == FL_OK) {
+        rc = fl_report_get(st, p, l->fence, &rep);
+        if (rc == FL_OK) {
+            found = 1;
+            if (rep.final)
+                break;
+        } else if (rc != FL_ENOTFOUND || !o->require_isolation) {
+            break;
+        }
+        if (run_mono_ms() >= until)
+            break;
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+        rc = FL_OK;
+    }
+    char why[FL_MESSAGE_MAX] = "";
+    if (!found && rc != FL_OK && rc != FL_ENOTFOUND)
+        snprintf(why, sizeof why, "%s", st && fl_errmsg(st)[0] ? fl_errmsg(st) : fl_strerror(rc));
+    fl_close(st);
+    int bad = 0;
+    if (!found) {
+        fprintf(stderr, "fleetlease run: isolation on %s (fence %" PRId64 "): %s%s\n", p,
+                l->fence, why[0] ? "cannot read the report: " : "no gateway reported on this lease",
+                why);
+        bad = 1;
+    } else {
+        fprintf(stderr,
+                "fleetlease run: isolation on %s (fence %" PRId64 ", %d gateway%s%s): "
+                "concurrent_foreign_requests=%" PRId64 " foreign_in_flight_at_grant=%" PRId64
+                " foreign_refused=%" PRId64 " foreign_cut_off=%" PRId64 " holder_requests=%" PRId64
+                "\n",
+                p, l->fence, rep.gateways, rep.gateways == 1 ? "" : "s",
+                rep.final ? ", final" : ", not final: a gateway did not see the lease end",
+                rep.concurrent_foreign_requests, rep.foreign_in_flight_at_grant,
+                rep.foreign_refused, rep.foreign_cut_off, rep.holder_requests);
+        if (rep.n_writers > 0) {
+            char line[1024];
+            size_t off = 0;
+            for (size_t i = 0; i < rep.n_writers && off < sizeof line; i++) {
+                int n = snprintf(line + off, sizeof line - off, "%s%s=%" PRId64, i ? " " : "",
+                                 rep.writers[i].writer, rep.writers[i].refused);
+                if (n < 0)
+                    break;
+                off += (size_t)n;
+            }
+            fprintf(stderr, "fleetlease run: refused by writer: %s\n", line);
+        }
+        bad = rep.concurrent_foreign_requests > 0;
+        if (bad)
+            fprintf(stderr,
+                    "fleetlease run: isolation violated: %" PRId64
+                    " foreign request(s) reached %s while the lease was active\n",
+                    rep.concurrent_foreign_requests, p);
+    }
+    if (!o->require_isolation || !bad || code == FL_EXIT_LOST)
+        return code;
+    fprintf(stderr, "fleetlease run: --require-isolation: exit %d (CMD's status was %d)\n",
+            FL_EXIT_ISOLATION, code);
+    return FL_EXIT_ISOLATION;
 }
 
 /* Acquire, start CMD, supervise it, release.  Returns the exit code. */
@@ -796,6 +927,8 @@ static int run_main(cli_ctx *ctx, const run_opts *o)
     r.exec_fd = exec_pipe[0];
 
     int code = run_supervise(&r, g, o);
+    if (o->mode == FL_EXCLUSIVE)
+        code = run_isolation(url, &lease, o, code);
 
     if (r.exec_fd >= 0)
         close(r.exec_fd);

@@ -24,6 +24,8 @@ CLI_DECLARE(history);
 CLI_DECLARE(sweep);
 CLI_DECLARE(run);
 CLI_DECLARE(serve);
+CLI_DECLARE(gateway);
+CLI_DECLARE(schedule);
 
 #undef CLI_DECLARE
 
@@ -87,6 +89,13 @@ const char *cli_holder_default(char *buf, size_t len);
  * prints and returns its exit code.
  */
 int cli_open_ex(const cli_ctx *ctx, fl_store **st, char *unavail, size_t unavail_len);
+
+/*
+ * Tell systemd about the service's state ("READY=1", "STOPPING=1") when it
+ * runs us as Type=notify ($NOTIFY_SOCKET set); a no-op otherwise.  0 on
+ * success or when there is nobody to tell; -1 with errno if sending failed.
+ */
+int cli_sd_notify(const char *state);
 
 /* The store error of the last call on st, via cli_fail(). */
 int cli_store_fail(const cli_ctx *ctx, fl_store *st, int code, const char *what);

@@ -18,6 +18,10 @@ const cli_command cli_commands[] = {
     {"sweep", cmd_sweep, "delete lapsed leases, recording them as expired", cmd_sweep_usage},
     {"run", cmd_run, "run a command under a lease, heartbeating, and release", cmd_run_usage},
     {"serve", cmd_serve, "serve the lease API over HTTP (see docs/api.md)", cmd_serve_usage},
+    {"gateway", cmd_gateway, "lease-aware proxy in front of a host (see docs/gateway.md)",
+     cmd_gateway_usage},
+    {"schedule", cmd_schedule, "add, list and remove scheduled jobs; show their runs",
+     cmd_schedule_usage},
     {NULL, NULL, NULL, NULL},
 };
 
@@ -27,6 +31,7 @@ static void print_help(FILE *out)
           "       fleetlease --help | --version | help COMMAND\n"
           "\n"
           "Time-limited, heartbeated leases on shared inference hosts (providers).\n"
+          "The manual: man fleetlease; examples: docs/cli.md.\n"
           "\n"
           "Commands:\n",
           out);
@@ -40,28 +45,40 @@ static void print_help(FILE *out)
           "  -h, --help  this help (COMMAND --help: that command's options)\n"
           "  --version   print the version\n"
           "\n"
-          "Environment:\n"
+          "Environment (precedence: command-line flag, then variable, then default):\n"
+          "  FLEETLEASE_<FLAG>  any --FLAG of any command, upper case with '-' as\n"
+          "                     '_': --ttl as FLEETLEASE_TTL, --sweep-interval as\n"
+          "                     FLEETLEASE_SWEEP_INTERVAL; 1 or 0 for a flag without\n"
+          "                     a value (FLEETLEASE_JSON=1); empty counts as unset.\n"
+          "                     Not --help, --db (see below), --token or --provider:\n"
+          "                     run hands its command FLEETLEASE_TOKEN and _PROVIDER\n"
           "  FLEETLEASE_DB      store URL when --db is not given\n"
           "  DATABASE_URL       store URL when neither --db nor FLEETLEASE_DB is set\n"
-          "                     (default: ${XDG_STATE_HOME:-$HOME/.local/state}/fleetlease/leases.db)\n"
           "  FLEETLEASE_HOLDER  default --holder (else user@host)\n"
           "  FLEETLEASE_WRITER  default --writer of check (else anonymous)\n"
-          "  XDG_CACHE_HOME     check's last-known state lives in\n"
-          "                     ${XDG_CACHE_HOME:-$HOME/.cache}/fleetlease\n"
+          "  PGPASSFILE         libpq's password file: keeps a PostgreSQL password\n"
+          "                     out of --db, and so out of ps and the logs\n"
+          "  XDG_STATE_HOME     where the default store lives (see Files)\n"
+          "  XDG_CACHE_HOME     where check keeps its last-known state (see Files)\n"
+          "\n"
+          "Files:\n"
+          "  ${XDG_STATE_HOME:-$HOME/.local/state}/fleetlease/leases.db\n"
+          "                     the default store (SQLite), created on first use\n"
+          "  ${XDG_CACHE_HOME:-$HOME/.cache}/fleetlease/\n"
+          "                     check's last state read of each provider, to answer\n"
+          "                     from while the store is unreachable\n"
           "\n"
           "Exit codes:\n"
-          "  0    success (check: this writer may dispatch)\n"
-          "  64   usage: bad option or value (the message names it)\n"
-          "  69   the store cannot be reached\n"
-          "  70   the store answered with an error, or an internal error\n"
-          "  75   conflict: held by someone else, not granted within --wait,\n"
-          "       or check: this writer must not dispatch\n"
-          "  76   the lease is gone: lost, expired, released or unknown token\n"
-          "  126  run: COMMAND found but not executable\n"
-          "  127  run: COMMAND not found\n"
-          "  other run: COMMAND's own status (128+N when killed by signal N)\n"
-          "\n"
-          "See docs/cli.md for examples.\n",
+          "  0      success (check: this writer may dispatch)\n"
+          "  64     usage: bad option or value (the message names it)\n"
+          "  69     the store cannot be reached\n"
+          "  70     the store answered with an error, or an internal error\n"
+          "  75     conflict: held by someone else, not granted within --wait,\n"
+          "         or check: this writer must not dispatch\n"
+          "  76     the lease is gone: lost, expired, released or unknown token\n"
+          "  126    run: COMMAND found but not executable\n"
+          "  127    run: COMMAND not found\n"
+          "  other  run: COMMAND's own status (128+N when killed by signal N)\n",
           out);
 }
 

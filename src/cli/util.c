@@ -9,13 +9,18 @@
  */
 #include "commands.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <pwd.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 int cli_exit_for(int code)
@@ -94,12 +99,46 @@ static void print_error(const cli_ctx *ctx, const char *id, int code, int exit_c
     }
 }
 
+/*
+ * The options this process took from its environment (FLEETLEASE_<FLAG>),
+ * so that a usage error about one of them names the variable the user has
+ * to fix.  Process state: a process parses one command line, and every
+ * cli_parse() starts the list afresh (the fuzzer calls main repeatedly).
+ */
+enum { CLI_ENV_MAX = 32, CLI_ENV_NAME_MAX = 64 };
+static struct {
+    const char *opt;               /* the long option's name, static */
+    char var[CLI_ENV_NAME_MAX];    /* FLEETLEASE_... */
+} env_used[CLI_ENV_MAX];
+static size_t n_env_used;
+
+/* " (from FLEETLEASE_X)" when msg is about an option that came from the
+ * environment: validators start their messages with the field, which is
+ * the option's name ("ttl: must be ...", "sweep-interval: ..."). */
+static const char *env_source(const char *msg)
+{
+    for (size_t i = 0; msg && i < n_env_used; i++) {
+        size_t n = strlen(env_used[i].opt);
+        if (strncmp(msg, env_used[i].opt, n) == 0 && msg[n] == ':')
+            return env_used[i].var;
+    }
+    return NULL;
+}
+
 int cli_usage_error(const cli_ctx *ctx, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     char *msg = vformat(fmt, ap);
     va_end(ap);
+    const char *var = env_source(msg);
+    if (var && !strstr(msg, var)) {
+        char *withvar = NULL;
+        if (asprintf(&withvar, "%s (from %s)", msg, var) >= 0) {
+            free(msg);
+            msg = withvar;
+        }
+    }
     char hint[128];
     if (ctx && ctx->cmd)
         snprintf(hint, sizeof hint, "; see '%s %s --help'", prog_of(ctx), ctx->cmd);
@@ -167,10 +206,103 @@ const char *cli_quote(char *buf, size_t len, const char *s, size_t max)
     return buf;
 }
 
+/*
+ * Options the environment never supplies: actions rather than settings
+ * (help), the store, which fl_resolve_url() already takes from
+ * FLEETLEASE_DB with the same precedence, and the names `fleetlease run`
+ * hands its command (FLEETLEASE_PROVIDER, _TOKEN, _FENCE): inside a job a
+ * stray `fleetlease release` must not act on the job's own lease.
+ */
+static int env_excluded(const char *name)
+{
+    static const char *const never[] = {"help", "version", "db", "token", "provider", "fence"};
+    for (size_t i = 0; i < sizeof never / sizeof never[0]; i++)
+        if (strcmp(name, never[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* 1 / 0 for a boolean variable's value; -1 when it is neither. */
+static int env_bool(const char *v)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(v, yes[i]) == 0)
+            return 1;
+        if (strcasecmp(v, no[i]) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+/*
+ * Flag, then environment, then default: every long option not given on
+ * the command line (seen[i] == 0) is looked up as FLEETLEASE_<NAME>, the
+ * name upper-cased with '-' as '_' (--sweep-interval: FLEETLEASE_SWEEP_
+ * INTERVAL).  An empty value counts as unset.  A value is handed to fn
+ * exactly like the option's argument, so the command validates it the
+ * same way; an option without a value (--json, --access-log) is set by
+ * 1/true/yes/on and left alone by 0/false/no/off.
+ */
+static int parse_env(cli_ctx *ctx, const struct option *longopts, const unsigned char *seen,
+                     cli_opt_fn fn, void *self)
+{
+    char q[160];
+    for (size_t i = 0; longopts && longopts[i].name; i++) {
+        const struct option *o = &longopts[i];
+        if (seen[i] || o->flag || env_excluded(o->name))
+            continue;
+        char var[CLI_ENV_NAME_MAX];
+        int n = snprintf(var, sizeof var, "FLEETLEASE_%s", o->name);
+        if (n < 0 || (size_t)n >= sizeof var)
+            return cli_fail(ctx, FL_EINVAL, "internal error: option name '%s' too long", o->name);
+        for (char *p = var; *p; p++)
+            *p = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+        const char *v = getenv(var);
+        if (!v || !v[0])
+            continue;
+        if (n_env_used < CLI_ENV_MAX) {
+            env_used[n_env_used].opt = o->name;
+            memcpy(env_used[n_env_used].var, var, (size_t)n + 1);
+            n_env_used++;
+        }
+        const char *arg = v;
+        if (o->has_arg == no_argument) {
+            int b = env_bool(v);
+            if (b < 0)
+                return cli_usage_error(ctx,
+                                       "%s: must be 1 or 0 (or true/false, yes/no, on/off), "
+                                       "got \"%s\"",
+                                       var, cli_quote(q, sizeof q, v, 32));
+            if (b == 0)
+                continue;
+            arg = NULL;
+        }
+        if (o->val == CLI_OPT_JSON) {
+            ctx->json = 1;
+            continue;
+        }
+        int rc = fn ? fn(ctx, self, o->val, arg) : FL_EXIT_USAGE;
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 int cli_parse(cli_ctx *ctx, int argc, char **argv, const char *shortopts,
               const struct option *longopts, cli_opt_fn fn, void *self,
               const char **pos, int maxpos, int *npos)
 {
+    /* Which long options the command line gave, for parse_env. */
+    unsigned char seen[64] = {0};
+    size_t nlong = 0;
+    while (longopts && longopts[nlong].name)
+        nlong++;
+    if (nlong > sizeof seen)
+        return cli_fail(ctx, FL_EINVAL, "internal error: more than %zu options", sizeof seen);
+    n_env_used = 0;
+
     /* "-": operands come back in order as option 1, whatever
      * POSIXLY_CORRECT says; ":": we report errors ourselves, naming the
      * subcommand. */
@@ -186,6 +318,10 @@ int cli_parse(cli_ctx *ctx, int argc, char **argv, const char *shortopts,
         int c = getopt_long(argc, argv, sopts, longopts, NULL);
         if (c == -1)
             break;
+        if (c != 1 && c != '?' && c != ':')
+            for (size_t i = 0; i < nlong; i++)
+                if (!longopts[i].flag && longopts[i].val == c)
+                    seen[i] = 1;
         switch (c) {
         case 1:
             if (*npos >= maxpos)
@@ -229,7 +365,8 @@ int cli_parse(cli_ctx *ctx, int argc, char **argv, const char *shortopts,
                                    cli_quote(q, sizeof q, argv[optind], 64));
         pos[(*npos)++] = argv[optind];
     }
-    return CLI_CONTINUE;
+    int rc = parse_env(ctx, longopts, seen, fn, self);
+    return rc != 0 ? rc : CLI_CONTINUE;
 }
 
 /* ${XDG_CACHE_HOME:-$HOME/.cache}/fleetlease; relative values are ignored
@@ -354,6 +491,42 @@ void cli_default_holder(char *buf, size_t len)
         memcpy(buf, h, strlen(h) + 1);
     else
         buf[0] = '\0';
+}
+
+/*
+ * sd_notify(3) without libsystemd: the protocol is one datagram of
+ * "VAR=value" lines to the AF_UNIX socket named by $NOTIFY_SOCKET ('@'
+ * for the abstract namespace).  Unset: not under systemd Type=notify, a
+ * no-op.  NOTIFY_SOCKET is left set, so the jobs serve's scheduler starts
+ * inherit it; the units say NotifyAccess=main, and systemd ignores them.
+ */
+int cli_sd_notify(const char *state)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    if (!path || !path[0])
+        return 0;
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    size_t n = strlen(path);
+    if ((path[0] != '/' && path[0] != '@') || n >= sizeof sa.sun_path) {
+        errno = EINVAL;
+        return -1;
+    }
+    memcpy(sa.sun_path, path, n);
+    int abstract = path[0] == '@';
+    if (abstract)
+        sa.sun_path[0] = '\0';
+    socklen_t salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (abstract ? 0 : 1));
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    size_t len = strlen(state);
+    ssize_t w = sendto(fd, state, len, MSG_NOSIGNAL, (const struct sockaddr *)&sa, salen);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return w == (ssize_t)len ? 0 : -1;
 }
 
 /* ---- output ------------------------------------------------------------ */

@@ -767,8 +767,29 @@ static void metrics_done(srv_job *j)
         st = 500;
     } else {
         srv_metrics_render(j->s, b, j->leases, j->nleases, j->rc == FL_OK);
+        if (j->rc == FL_OK)
+            srv_metrics_reports(b, j->reports, j->nreports);
         srv_reply_buf(j->s, j->req, 200, "text/plain; version=0.0.4; charset=utf-8", b);
         evbuffer_free(b);
+    }
+    job_finish(j, st);
+}
+
+/* ---- GET /v1/leases/{token}/report -------------------------------------- */
+
+static void report_done(srv_job *j)
+{
+    int st;
+    if (j->rc != FL_OK) {
+        st = reply_store_error(j->s, j->req, j->rc, j->err);
+    } else if (j->report_rc == FL_ENOTFOUND) {
+        srv_reply_error(j->s, j->req, 404, "no_report",
+                        "no gateway has reported on this lease (provider %s, fence %lld) yet",
+                        j->lease.provider, (long long)j->lease.fence);
+        st = 404;
+    } else {
+        srv_reply_json(j->s, j->req, 200, srv_report_json(&j->report));
+        st = 200;
     }
     job_finish(j, st);
 }
@@ -782,6 +803,8 @@ static int h_simple(rq *r, srv_op op, srv_done_fn done)
     if (st)
         return st;
     srv_job *j = new_job(r, op, done);
+    if (j && done == metrics_done)
+        j->with_reports = 1; /* the isolation gauges */
     return j ? submit(r, j) : 500;
 }
 
@@ -833,7 +856,7 @@ static int dispatch(rq *r)
 
     /* Match the route first, so that 404/405 do not depend on auth. */
     enum { R_NONE, R_STATUS, R_HEALTH, R_METRICS, R_LEASES, R_LEASE, R_HEARTBEAT, R_CHECK,
-           R_HISTORY, R_AUTH } route = R_NONE;
+           R_HISTORY, R_AUTH, R_REPORT } route = R_NONE;
     char token[80] = "";
     char raw_id[3 * FL_PROVIDER_MAX + 1] = "";
     static const char leases_prefix[] = "/v1/leases/";
@@ -868,6 +891,9 @@ static int dispatch(rq *r)
             } else if (strcmp(slash, "/heartbeat") == 0) {
                 route = R_HEARTBEAT;
                 r->route = "heartbeat";
+            } else if (strcmp(slash, "/report") == 0) {
+                route = R_REPORT;
+                r->route = "report";
             }
             memcpy(token, rest, tl);
             token[tl] = '\0';
@@ -924,16 +950,19 @@ static int dispatch(rq *r)
     const char *allow = route == R_LEASES ? "GET, POST"
                         : route == R_LEASE ? "DELETE"
                         : route == R_HEARTBEAT ? "POST"
+                        : route == R_REPORT ? "GET"
                         : route == R_AUTH ? "any"
                                           : "GET";
     int ok = route == R_LEASES ? (m == EVHTTP_REQ_GET || m == EVHTTP_REQ_POST)
              : route == R_LEASE ? m == EVHTTP_REQ_DELETE
              : route == R_HEARTBEAT ? m == EVHTTP_REQ_POST
+             : route == R_REPORT ? m == EVHTTP_REQ_GET
              : route == R_AUTH ? 1
                                : m == EVHTTP_REQ_GET;
     const char *pattern = route == R_LEASES ? "/v1/leases"
                           : route == R_LEASE ? "/v1/leases/{token}"
                           : route == R_HEARTBEAT ? "/v1/leases/{token}/heartbeat"
+                          : route == R_REPORT ? "/v1/leases/{token}/report"
                           : route == R_CHECK ? "/v1/providers/{id}/check"
                                              : "/v1/history";
     if (!ok)
@@ -950,6 +979,8 @@ static int dispatch(rq *r)
         return h_token_op(r, token, SRV_OP_RELEASE, release_done);
     case R_HEARTBEAT:
         return h_token_op(r, token, SRV_OP_HEARTBEAT, heartbeat_done);
+    case R_REPORT:
+        return h_token_op(r, token, SRV_OP_REPORT, report_done);
     case R_CHECK:
         return h_check(r, raw_id, 0);
     case R_AUTH:

@@ -26,7 +26,7 @@ static const char *const op_names[SRV_OP_COUNT] = {
     [SRV_OP_HEARTBEAT] = "heartbeat", [SRV_OP_RELEASE] = "release",
     [SRV_OP_CHECK] = "check",         [SRV_OP_LIST] = "list",
     [SRV_OP_HISTORY] = "history",     [SRV_OP_SWEEP] = "sweep",
-    [SRV_OP_NOW] = "now",
+    [SRV_OP_NOW] = "now",             [SRV_OP_REPORT] = "report",
 };
 
 void srv_metrics_init(srv_metrics *m)
@@ -189,4 +189,31 @@ void srv_metrics_render(srv *s, struct evbuffer *o, const fl_lease *leases, size
             "Long polls granted after their client had gone; the lease was released at once.",
             m->abandoned);
     histogram(o, m);
+}
+
+void srv_metrics_reports(struct evbuffer *o, const fl_report *r, size_t n)
+{
+    /* Provider ids are [A-Za-z0-9._:/-]: safe in a label value as is. */
+    help(o, "fleetlease_isolation", "gauge",
+         "Isolation report of each live exclusive lease, summed over the gateways in front "
+         "of its provider (docs/gateway.md); concurrent_foreign_requests must stay 0.");
+    for (size_t i = 0; i < n; i++) {
+        const fl_report *p = &r[i];
+        const struct {
+            const char *k;
+            int64_t v;
+        } f[] = {
+            {"concurrent_foreign_requests", p->concurrent_foreign_requests},
+            {"foreign_in_flight_at_grant", p->foreign_in_flight_at_grant},
+            {"foreign_refused", p->foreign_refused},
+            {"foreign_cut_off", p->foreign_cut_off},
+            {"holder_requests", p->holder_requests},
+            {"gateways", p->gateways},
+        };
+        for (size_t k = 0; k < sizeof f / sizeof f[0]; k++)
+            evbuffer_add_printf(o,
+                                "fleetlease_isolation{provider=\"%s\",fence=\"%lld\",counter=\"%s\"} "
+                                "%lld\n",
+                                p->provider, (long long)p->fence, f[k].k, (long long)f[k].v);
+    }
 }

@@ -86,6 +86,43 @@ static void run_acquire(srv_job *j, fl_store *st)
     }
 }
 
+/* The report of the live lease named by the token: the lookup decides
+ * 404 (j->rc); whether a gateway reported is j->report_rc. */
+static int run_report(srv_job *j, fl_store *st)
+{
+    int rc = fl_lookup(st, j->token, &j->lease);
+    if (rc != FL_OK)
+        return rc;
+    j->report_rc = fl_report_get(st, j->lease.provider, j->lease.fence, &j->report);
+    if (j->report_rc != FL_OK && j->report_rc != FL_ENOTFOUND)
+        return j->report_rc;
+    return FL_OK;
+}
+
+/* /metrics: the reports of the live exclusive leases (at most 64; a
+ * failed read just leaves that lease out of this scrape). */
+static void read_reports(srv_job *j, fl_store *st)
+{
+    size_t want = 0;
+    for (size_t i = 0; i < j->nleases; i++)
+        if (j->leases[i].mode == FL_EXCLUSIVE && j->leases[i].state == FL_LEASE_ACTIVE)
+            want++;
+    if (want == 0)
+        return;
+    if (want > 64)
+        want = 64;
+    j->reports = calloc(want, sizeof *j->reports);
+    if (!j->reports)
+        return;
+    for (size_t i = 0; i < j->nleases && j->nreports < want; i++) {
+        const fl_lease *l = &j->leases[i];
+        if (l->mode != FL_EXCLUSIVE || l->state != FL_LEASE_ACTIVE)
+            continue;
+        if (fl_report_get(st, l->provider, l->fence, &j->reports[j->nreports]) == FL_OK)
+            j->nreports++;
+    }
+}
+
 /* Once more when the first call found this handle's connection broken:
  * see run(). */
 static int retry_worthwhile(const srv_job *j)
@@ -98,6 +135,7 @@ static int retry_worthwhile(const srv_job *j)
     case SRV_OP_HISTORY:
     case SRV_OP_SWEEP:
     case SRV_OP_NOW:
+    case SRV_OP_REPORT:
         return j->rc == FL_EUNAVAIL;
     default:
         return 0;
@@ -125,6 +163,11 @@ static void run_once(srv_job *j, fl_store *st)
         break;
     case SRV_OP_LIST:
         TIMED(j, SRV_OP_LIST, fl_list(st, prov, &j->leases, &j->nleases));
+        if (j->rc == FL_OK && j->with_reports)
+            read_reports(j, st);
+        break;
+    case SRV_OP_REPORT:
+        TIMED(j, SRV_OP_REPORT, run_report(j, st));
         break;
     case SRV_OP_HISTORY:
         TIMED(j, SRV_OP_HISTORY, fl_history(st, prov, j->limit, &j->events, &j->nevents));
@@ -157,9 +200,11 @@ static void run(srv_job *j, fl_store *st)
         memset(&j->verdict, 0, sizeof j->verdict);
         fl_free(j->leases);
         fl_free(j->events);
+        free(j->reports);
         j->leases = NULL;
         j->events = NULL;
-        j->nleases = j->nevents = 0;
+        j->reports = NULL;
+        j->nleases = j->nevents = j->nreports = 0;
         run_once(j, st);
     }
     if (j->rc != FL_OK)
@@ -328,6 +373,7 @@ void srv_job_free(srv_job *j)
         event_free(j->done_ev);
     fl_free(j->leases);
     fl_free(j->events);
+    free(j->reports);
     /* The token is a capability: do not leave it in freed memory. */
     explicit_bzero(j->lease.token, sizeof j->lease.token);
     explicit_bzero(j->token, sizeof j->token);

@@ -17,6 +17,7 @@
  * needs --insecure-no-auth, spelled out.
  */
 #include "serve.h"
+#include "sched.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -58,6 +59,9 @@ const char cmd_serve_usage[] =
     "  --request-timeout D    time to send one whole request, and to keep an idle\n"
     "                         connection (default 10s)\n"
     "  --access-log           also log one line per request\n"
+    "  --no-scheduler         do not run scheduled jobs (`fleetlease schedule`);\n"
+    "                         by default every daemon runs them, each due run\n"
+    "                         exactly once across the daemons sharing the store\n"
     "  --db URL, -h/--help    as for fleetlease\n"
     "\n"
     "Exit: 0 after SIGTERM/SIGINT; 64 bad usage (also: non-loopback without\n"
@@ -81,12 +85,13 @@ enum {
     OPT_MAX_HEADERS,
     OPT_REQ_TIMEOUT,
     OPT_ACCESS_LOG,
+    OPT_NO_SCHED,
 };
 
 typedef struct serve_opts {
     const char *listen, *tokens, *sweep, *workers, *max_waiters, *max_conns, *max_body,
         *max_headers, *req_timeout;
-    int insecure, public_metrics, access_log;
+    int insecure, public_metrics, access_log, no_sched;
 } serve_opts;
 
 static int on_opt(cli_ctx *ctx, void *self, int opt, const char *arg)
@@ -106,6 +111,7 @@ static int on_opt(cli_ctx *ctx, void *self, int opt, const char *arg)
     case OPT_MAX_HEADERS: o->max_headers = arg; break;
     case OPT_REQ_TIMEOUT: o->req_timeout = arg; break;
     case OPT_ACCESS_LOG: o->access_log = 1; break;
+    case OPT_NO_SCHED: o->no_sched = 1; break;
     default: return FL_EXIT_USAGE;
     }
     return 0;
@@ -295,6 +301,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         return;
     }
     s->stopping = 1;
+    cli_sd_notify("STOPPING=1");
     srv_log("info", "stopping", "signal", name, "in_flight",
             srv_num(n, sizeof n, s->inflight), "long_polls", srv_num(w, sizeof w, s->waiters),
             NULL);
@@ -441,9 +448,10 @@ static struct timeval tv_of(int64_t ms)
 }
 
 /* Everything after option parsing; `s` is zeroed and holds the limits. */
-static int run(srv *s, const char *host, long long port)
+static int run(srv *s, const char *host, long long port, int scheduler)
 {
     int rc = 0;
+    srv_sched *sched = NULL;
     int pool_n = s->lim.workers + s->lim.max_waiters;
     if (fit_fd_limit(s, pool_n) != 0)
         return FL_EXIT_INTERNAL;
@@ -502,13 +510,21 @@ static int run(srv *s, const char *host, long long port)
             goto out;
         }
     }
+    if (scheduler && (rc = srv_sched_start(s->ctx, &sched)) != 0)
+        goto out;
     log_listening(s);
+    /* Ready means the store answered (the pool opened it) and the socket
+     * listens: a unit ordered after fleetlease.service can connect. */
+    if (cli_sd_notify("READY=1") != 0)
+        srv_log("warn", "sd_notify_failed", "error", strerror(errno), NULL);
     if (event_base_dispatch(s->base) < 0)
         rc = cli_fail(s->ctx, FL_ESYS, "libevent: the event loop failed");
     else
         srv_log("info", "stopped", NULL);
 
 out:
+    /* Running jobs are stopped and recorded before the store handles go. */
+    srv_sched_stop(sched);
     /* Order: nothing may complete into a freed loop, so the workers go
      * first (they are idle: the loop ended with nothing in flight, or
      * never started serving). */
@@ -549,6 +565,7 @@ int cmd_serve(cli_ctx *ctx, int argc, char **argv)
         {"max-headers", required_argument, NULL, OPT_MAX_HEADERS},
         {"request-timeout", required_argument, NULL, OPT_REQ_TIMEOUT},
         {"access-log", no_argument, NULL, OPT_ACCESS_LOG},
+        {"no-scheduler", no_argument, NULL, OPT_NO_SCHED},
         CLI_COMMON_OPTIONS,
         {NULL, 0, NULL, 0},
     };
@@ -600,7 +617,7 @@ int cmd_serve(cli_ctx *ctx, int argc, char **argv)
     /* A client that closes early must not kill the daemon on write. */
     signal(SIGPIPE, SIG_IGN);
     srv_metrics_init(&s->metrics);
-    rc = run(s, host, port);
+    rc = run(s, host, port, !o.no_sched);
     srv_metrics_destroy(&s->metrics);
     srv_auth_free(s->auth);
     free(s);

@@ -60,6 +60,7 @@ typedef enum srv_op {
     SRV_OP_HISTORY,
     SRV_OP_SWEEP,
     SRV_OP_NOW,           /* /healthz */
+    SRV_OP_REPORT,        /* GET /v1/leases/{token}/report: lookup + report */
     SRV_OP_COUNT
 } srv_op;
 
@@ -93,6 +94,8 @@ void srv_metrics_observe(srv_metrics *m, srv_op op, double seconds);
  * fleetlease_store_up is 0). */
 void srv_metrics_render(srv *s, struct evbuffer *out, const fl_lease *leases,
                         size_t n, int store_ok);
+/* The isolation reports of the live exclusive leases, as gauges. */
+void srv_metrics_reports(struct evbuffer *out, const fl_report *r, size_t n);
 
 /* ---- the server --------------------------------------------------------- */
 
@@ -164,6 +167,12 @@ struct srv_job {
     int64_t now_ms;
     int abandoned;                 /* granted after the client left; released again */
     int release_rc;                /* of that release */
+    fl_report report;              /* SRV_OP_REPORT: the summed report */
+    int report_rc;                 /* SRV_OP_REPORT: fl_report_get's code (lookup in rc) */
+    int with_reports;              /* SRV_OP_LIST for /metrics: also read the reports of
+                                      the live exclusive leases */
+    fl_report *reports;            /* ... those that have one (malloc'd) */
+    size_t nreports;
 };
 
 /* Start `n` threads, each opening its own store handle with cli_open.
@@ -249,6 +258,10 @@ int srv_status_for(int code, const char **id);
 
 /* Seconds for Retry-After: ms rounded up, at least 1. */
 long long srv_retry_after_s(int64_t ms);
+
+/* JSON of an isolation report: GET /v1/leases/{token}/report and the
+ * gateway's /_fleet/status answer with it (gw_report.c). */
+json_t *srv_report_json(const fl_report *r);
 
 /* ---- routing (api.c) and the status page (status.c) --------------------- */
 

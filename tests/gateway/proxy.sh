@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# tests/gateway/proxy.sh DBURL BINARY STUB
+#
+# The gateway as a proxy, and its edges:
+#   - headers: hop-by-hop ones (and those named in Connection) are not
+#     forwarded, either way; the body and its length are; Host is kept;
+#     a client-sent X-Fleet-Fence is dropped; Content-Length answers pass
+#     as such; HEAD; HTTP/1.0 clients; one upstream connection for many
+#     requests (queued, kept alive);
+#   - 400 for a malformed X-Fleet-Lease or X-Fleet-Writer, 405 for TRACE,
+#     the /_fleet/ endpoints;
+#   - upstream failures: 502 when it hangs up or refuses connections,
+#     504 when it is silent past --upstream-timeout, a cut connection when
+#     it dies mid-body;
+#   - a client that hangs up (mid-stream, or while the upstream is still
+#     silent): the upstream request is cancelled, nothing stays in flight;
+#   - --drain-timeout: a foreign request longer than the timeout is cut
+#     off: the exclusive lease is granted anyway, the report says
+#     foreign_in_flight_at_grant=1 and foreign_cut_off=1, and the request
+#     itself still completes.
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+export LC_ALL=C
+setup "$@"
+
+step "start"
+start_stub
+start_gateway a --upstream-connections 1 --upstream-timeout 1s --drain-timeout 1s
+GA=${GW_PORT[a]}
+U=http://127.0.0.1:$GA
+
+step "headers: hop-by-hop dropped both ways, body and Host forwarded"
+printf 'hello, upstream' >"$T/body"
+curl -sS -D "$T/h1" -o "$T/b1" -X POST --data-binary @"$T/body" \
+    -H 'Connection: keep-alive, X-Secret' -H 'X-Secret: 1' -H 'Keep-Alive: timeout=5' \
+    -H 'X-Fleet-Fence: 999' -H 'X-Fleet-Writer: chat' -H 'X-Custom: kept' -H 'Host: model.example' \
+    "$U/echo?echo=1"
+grep -q '^body-bytes: 15$' "$T/b1" || fail "body not forwarded: $(cat "$T/b1")"
+grep -q '^Content-Length: 15$' "$T/b1" || fail "Content-Length not set: $(cat "$T/b1")"
+grep -q '^X-Custom: kept$' "$T/b1" || fail "end-to-end header lost"
+grep -q '^Host: model.example$' "$T/b1" || fail "Host not kept: $(cat "$T/b1")"
+grep -q '^X-Fleet-Writer: chat$' "$T/b1" || fail "X-Fleet-Writer not forwarded"
+if grep -qiE '^(X-Secret|Keep-Alive|X-Fleet-Fence):' "$T/b1"; then
+    fail "hop-by-hop or spoofed header forwarded: $(cat "$T/b1")"
+fi
+grep -qi '^X-Hop:' "$T/h1" && fail "response header named in Connection passed: $(cat "$T/h1")"
+grep -qi '^Content-Length: ' "$T/h1" || fail "Content-Length answer not passed as such"
+
+step "Content-Length bodies, HEAD, HTTP/1.0, and one kept-alive upstream connection"
+curl -sS -D "$T/h2" -o "$T/b2" "$U/len?chunks=3&length=1"
+grep -qi '^Content-Length: 192' "$T/h2" || fail "Content-Length: $(cat "$T/h2")"
+[[ $(wc -c <"$T/b2") -eq 192 ]] || fail "body length $(wc -c <"$T/b2")"
+code=$(curl -sS -I -o /dev/null -w '%{http_code}' "$U/head?chunks=1")
+[[ $code == 200 ]] || fail "HEAD: $code"
+curl -sS -0 -o "$T/b3" "$U/old?chunks=3&delay_ms=20"
+[[ $(grep -c '^chunk ' "$T/b3") -eq 3 ]] || fail "HTTP/1.0 client: $(cat "$T/b3")"
+# Three at once over --upstream-connections 1: queued, all served.
+for i in 1 2 3; do
+    curl -sS -o "$T/q$i" -w '%{http_code}\n' "$U/queue?chunks=2&delay_ms=100" >"$T/q$i.code" &
+done
+wait
+for i in 1 2 3; do
+    [[ $(cat "$T/q$i.code") == 200 ]] || fail "queued request $i: $(cat "$T/q$i.code")"
+done
+grep -q 'fleetlease_gateway_upstream_connections{use="idle"} 1' <(curl -s "$U/_fleet/metrics") ||
+    fail "upstream connections: $(curl -s "$U/_fleet/metrics" | grep upstream_conn)"
+
+step "400 for malformed X-Fleet headers, 405 for TRACE, the local endpoints"
+code=$(curl -sS -o "$T/b4" -w '%{http_code}' -H 'X-Fleet-Lease: nope' "$U/x")
+[[ $code == 400 ]] && jq -e '.error == "invalid" and (.message | startswith("X-Fleet-Lease: token: must be 32 lowercase hex digits"))' "$T/b4" >/dev/null ||
+    fail "bad token: $code $(cat "$T/b4")"
+long=$(printf 'w%.0s' $(seq 1 300))
+code=$(curl -sS -o "$T/b5" -w '%{http_code}' -H "X-Fleet-Writer: $long" "$U/x")
+[[ $code == 400 ]] && jq -e '.message | startswith("X-Fleet-Writer: ")' "$T/b5" >/dev/null ||
+    fail "long writer: $code $(cat "$T/b5")"
+code=$(curl -sS -o "$T/b6" -w '%{http_code}' -X TRACE "$U/x")
+[[ $code == 405 ]] || fail "TRACE: $code $(cat "$T/b6")"
+[[ $(curl -s -o /dev/null -w '%{http_code}' "$U/_fleet/nope") == 404 ]] || fail "/_fleet/nope"
+curl -s "$U/_fleet/status" | jq -e --arg p "$P" '.provider == $p and .store_up == true' >/dev/null ||
+    fail "/_fleet/status: $(curl -s "$U/_fleet/status")"
+
+step "upstream failures: 502 on hang-up, 504 on silence, a cut connection mid-body"
+code=$(curl -sS -o "$T/b7" -w '%{http_code}' "$U/x?close=1")
+[[ $code == 502 ]] && jq -e '.error == "bad_gateway" and (.message | contains("closed the connection"))' "$T/b7" >/dev/null ||
+    fail "hang-up: $code $(cat "$T/b7")"
+t0=$(now_us)
+code=$(curl -sS -o "$T/b8" -w '%{http_code}' "$U/x?sleep_ms=3000")
+t1=$(now_us)
+[[ $code == 504 ]] && jq -e '.error == "upstream_timeout"' "$T/b8" >/dev/null ||
+    fail "silence: $code $(cat "$T/b8")"
+((t1 - t0 < 2500000)) || fail "504 took $(((t1 - t0) / 1000)) ms"
+set +e
+curl -sS -N -o "$T/b9" "$U/x?chunks=5&delay_ms=100&close_after=2" 2>"$T/b9.err"
+rc=$?
+set -e
+((rc != 0)) || fail "a body cut mid-way looked complete to the client"
+[[ $(grep -c '^chunk ' "$T/b9") -eq 2 ]] || fail "pieces before the cut: $(cat "$T/b9")"
+# A gateway whose upstream refuses connections.
+GW_UPSTREAM_PORT=1 start_gateway dead
+code=$(curl -sS -o "$T/b10" -w '%{http_code}' "http://127.0.0.1:${GW_PORT[dead]}/x")
+[[ $code == 502 ]] && jq -e '.message | contains("cannot connect")' "$T/b10" >/dev/null ||
+    fail "refused: $code $(cat "$T/b10")"
+stop_gateway dead
+
+step "a client that hangs up: the upstream request is cancelled"
+set +e
+curl -sS -N -o /dev/null --max-time 0.5 "$U/x?chunks=20&delay_ms=200" 2>/dev/null
+curl -sS -o /dev/null --max-time 0.5 "$U/x?sleep_ms=900" 2>/dev/null
+set -e
+sleep 1.5
+st=$(curl -s "$U/_fleet/status")
+jq -e '.foreign_in_flight == 0 and .requests_open == 0' <<<"$st" >/dev/null ||
+    fail "still in flight after the clients left: $st"
+curl -s "$U/_fleet/metrics" | grep -q '^fleetlease_gateway_client_aborts_total [2-9]' ||
+    fail "client aborts: $(curl -s "$U/_fleet/metrics" | grep aborts)"
+
+step "--drain-timeout: a long foreign request is cut off, the exclusive granted anyway"
+curl -sS -N -o "$T/long" -H 'X-Fleet-Writer: slow' "$U/x?chunks=6&delay_ms=500" &
+LONG=$!
+sleep 0.5
+set +e
+"$BIN" --db "$DBURL" run "$P" --purpose "cut test" --holder bench --wait 10s --require-isolation \
+    -- sleep 0.3 2>"$T/run.err"
+rc=$?
+set -e
+cat "$T/run.err" >&2
+[[ $rc -eq 0 ]] || fail "run exited $rc"
+grep -q "2 gateways\|1 gateway, final): concurrent_foreign_requests=0 foreign_in_flight_at_grant=1 foreign_refused=0 foreign_cut_off=1 " "$T/run.err" ||
+    fail "report after a drain timeout: $(grep isolation "$T/run.err")"
+wait "$LONG" || fail "the cut-off request did not complete"
+[[ $(grep -c '^chunk ' "$T/long") -eq 6 ]] || fail "cut-off request body: $(cat "$T/long")"
+grep -q 'event=drain_timeout .*cut_off=1' "${GW_LOG[a]}" || fail "no drain_timeout logged"
+
+step "stop"
+stop_gateway a
+no_sanitizer_reports "$T"/gw.*.log "$T/run.err"
+echo "PASS" >&2

@@ -74,7 +74,10 @@ fl() { "$BIN" --db "$URL" "$@"; }
 start_run() {
     local name=$1
     shift
-    "$BIN" --db "$URL" run "$@" 2>"$T/$name.err" &
+    # Create the file first: the background shell opens it only after the
+    # fork, and wait_granted may look before that.
+    : >"$T/$name.err"
+    "$BIN" --db "$URL" run "$@" 2>>"$T/$name.err" &
     RUN_PID=$!
     KILL_ON_EXIT+=("$RUN_PID")
 }

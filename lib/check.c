@@ -30,6 +30,7 @@ struct fl__cache {
     size_t n;
     int64_t store_now_ms;
     int64_t mono_ms;
+    int on_disk;    /* the file holds these rows (times advance together) */
 };
 
 static void entry_free(struct fl__cache *c)
@@ -201,6 +202,12 @@ static void cache_put(fl_store *st, const char *provider, fl_lease *rows, size_t
         }
         fl__copy(c->provider, sizeof c->provider, provider);
     }
+    /* The file only needs rewriting when the rows change: the stale
+     * estimate is store time at the read + monotonic time since, and both
+     * advance together, so an older pair in the file is as good.  This
+     * keeps a daemon's checks from writing a file each. */
+    int same = c->on_disk && c->n == n &&
+               (n == 0 || memcmp(c->rows, rows, n * sizeof *rows) == 0);
     free(c->rows);
     c->rows = rows;
     c->n = n;
@@ -208,7 +215,10 @@ static void cache_put(fl_store *st, const char *provider, fl_lease *rows, size_t
     c->mono_ms = fl__mono_ms();
     c->next = st->cache;
     st->cache = c;
-    cache_write_file(st, c);
+    if (!same && st->cache_dir) {
+        cache_write_file(st, c);
+        c->on_disk = 1;
+    }
     if (count >= CACHE_MAX) {  /* drop the least recently refreshed */
         struct fl__cache **q = &st->cache;
         while ((*q)->next)

@@ -840,9 +840,8 @@ static int sq_acquire(fl_store *st, const fl__acq *req, fl__acq_result *res)
     return rc;
 }
 
-static int sq_give_up(fl_store *st, const fl__acq *req, const char *message)
+static int sq_give_up_txn(fl_store *st, sq *h, const fl__acq *req, const char *message)
 {
-    sq *h = st->impl;
     sqlite3_stmt *s;
     int64_t now = 0;
     int rc = sq_begin(st, h, "give up", &now);
@@ -860,6 +859,23 @@ static int sq_give_up(fl_store *st, const fl__acq *req, const char *message)
         return rc;
     return sq_commit(st, h, "give up");
 }
+
+/*
+ * The refused call's audit row, and the withdrawal of its pending intent.
+ * Like PostgreSQL's synchronous_commit = off for the same row: an audit
+ * row of something that did not happen is not worth an fsync, so this one
+ * transaction commits with synchronous=NORMAL (in WAL mode: durable at the
+ * next checkpoint; a crash may lose it, and then the intent lapses alone).
+ */
+static int sq_give_up(fl_store *st, const fl__acq *req, const char *message)
+{
+    sq *h = st->impl;
+    sqlite3_exec(h->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+    int rc = sq_give_up_txn(st, h, req, message);
+    sqlite3_exec(h->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+    return rc;
+}
+
 
 /* ---- heartbeat / release -------------------------------------------- */
 

@@ -195,8 +195,9 @@ static int text(const fl__row *r, int col, char *dst, size_t cap)
     return (t && fl__copy(dst, cap, t) == FL_OK) ? 0 : -1;
 }
 
-int fl__row_schedule(const fl__row *r, fl_schedule *s)
+int fl__row_schedule(const fl__row *r, void *dst)
 {
+    fl_schedule *s = dst;
     memset(s, 0, sizeof *s);
     if (text(r, 0, s->name, sizeof s->name) || text(r, 1, s->cron, sizeof s->cron) ||
         text(r, 2, s->tz, sizeof s->tz) || text(r, 3, s->providers, sizeof s->providers) ||
@@ -210,8 +211,9 @@ int fl__row_schedule(const fl__row *r, fl_schedule *s)
     return 0;
 }
 
-int fl__row_run(const fl__row *r, fl_sched_run *x)
+int fl__row_run(const fl__row *r, void *dst)
 {
+    fl_sched_run *x = dst;
     memset(x, 0, sizeof *x);
     if (text(r, 1, x->name, sizeof x->name) || text(r, 3, x->claimed_by, sizeof x->claimed_by) ||
         text(r, 4, x->outcome, sizeof x->outcome) || text(r, 7, x->provider, sizeof x->provider) ||

@@ -48,10 +48,8 @@ static const struct {
 };
 
 /* Every message starts "cron: " and names the 1-based column (byte) of the
- * offending text, so that a long expression can be fixed by counting. */
-#define FERR(err, len, f, col, ...)                                                    \
-    cron_err((err), (len), (f), (col), __VA_ARGS__)
-
+ * offending text, so that a long expression can be fixed by counting; f is
+ * the field (0-based), or -1 for a message about the whole expression. */
 static void cron_err(char *err, size_t len, int f, size_t col, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
@@ -117,7 +115,7 @@ static int parse_atom(const char *s, size_t *i, int f, size_t base, int *v, char
             size_t k = *i - start;
             snprintf(num, sizeof num, "%.*s%s", (int)(k > 8 ? 8 : k), s + start,
                      k > 8 ? "..." : "");
-            FERR(err, len, f, base + start, "%s is out of range %d-%d", num, fs->lo, fs->hi);
+            cron_err(err, len, f, base + start, "%s is out of range %d-%d", num, fs->lo, fs->hi);
             return FL_EINVAL;
         }
         *v = (int)n;
@@ -134,7 +132,7 @@ static int parse_atom(const char *s, size_t *i, int f, size_t base, int *v, char
         word[k] = '\0';
         size_t wlen = *i - start;
         if (!fs->names) {
-            FERR(err, len, f, base + start, "names are not allowed here; use a number %d-%d",
+            cron_err(err, len, f, base + start, "names are not allowed here; use a number %d-%d",
                  fs->lo, fs->hi);
             return FL_EINVAL;
         }
@@ -144,18 +142,18 @@ static int parse_atom(const char *s, size_t *i, int f, size_t base, int *v, char
                 return FL_OK;
             }
         }
-        FERR(err, len, f, base + start, "unknown name \"%.*s%s\"; use %s-%s or %d-%d",
+        cron_err(err, len, f, base + start, "unknown name \"%.*s%s\"; use %s-%s or %d-%d",
              (int)(wlen > 8 ? 8 : wlen), s + start, wlen > 8 ? "..." : "", fs->names[0],
              f == F_MONTH ? "dec" : "sat", fs->lo, fs->hi);
         return FL_EINVAL;
     }
     char b[8];
     if (s[*i] == '\0' || is_blank(s[*i]))
-        FERR(err, len, f, base + start, "expected a number%s or '*', got %s",
+        cron_err(err, len, f, base + start, "expected a number%s or '*', got %s",
              fs->names ? ", a name" : "", s[*i] ? "a blank" : "the end");
     else {
         show_byte(b, s[*i]);
-        FERR(err, len, f, base + start, "expected a number%s or '*', got %s",
+        cron_err(err, len, f, base + start, "expected a number%s or '*', got %s",
              fs->names ? ", a name" : "", b);
     }
     return FL_EINVAL;
@@ -194,7 +192,7 @@ static int parse_field(const char *s, size_t n, int f, size_t base, uint64_t *bi
                 if ((rc = parse_atom(buf, &i, f, base, &hi, err, len)) != FL_OK)
                     return rc;
                 if (hi < lo) {
-                    FERR(err, len, f, base + item,
+                    cron_err(err, len, f, base + item,
                          "range %.*s goes backwards; write it low-high, or as two ranges "
                          "joined by ','",
                          (int)(i - item), buf + item);
@@ -208,7 +206,7 @@ static int parse_field(const char *s, size_t n, int f, size_t base, uint64_t *bi
                 char b[8];
                 if (buf[i])
                     show_byte(b, buf[i]);
-                FERR(err, len, f, base + at, "expected a step (a number) after '/', got %s",
+                cron_err(err, len, f, base + at, "expected a step (a number) after '/', got %s",
                      buf[i] ? b : "the end");
                 return FL_EINVAL;
             }
@@ -220,7 +218,7 @@ static int parse_field(const char *s, size_t n, int f, size_t base, uint64_t *bi
             }
             int span = fs->hi - fs->lo + (f == F_WDAY ? 0 : 1);
             if (n2 < 1 || n2 > span) {
-                FERR(err, len, f, base + at, "step %.*s is out of range 1-%d",
+                cron_err(err, len, f, base + at, "step %.*s is out of range 1-%d",
                      (int)(i - at > 8 ? 8 : i - at), buf + at, span);
                 return FL_EINVAL;
             }
@@ -239,7 +237,7 @@ static int parse_field(const char *s, size_t n, int f, size_t base, uint64_t *bi
             return FL_OK;
         char b[8];
         show_byte(b, buf[i]);
-        FERR(err, len, f, base + i, "unexpected %s; a field is a list of N, N-M, *, with "
+        cron_err(err, len, f, base + i, "unexpected %s; a field is a list of N, N-M, *, with "
              "optional /STEP, joined by ','", b);
         return FL_EINVAL;
     }
@@ -264,7 +262,7 @@ static int parse5(const char *spec, size_t col0, fl_cron *out, char *err, size_t
         while (spec[i] && !is_blank(spec[i]))
             i++;
         if (f == NFIELDS) {
-            FERR(err, len, -1, col0 + b, "unexpected 6th field \"%.*s%s\"; must be " CRON_FORM,
+            cron_err(err, len, -1, col0 + b, "unexpected 6th field \"%.*s%s\"; must be " CRON_FORM,
                  (int)(i - b > 16 ? 16 : i - b), spec + b, i - b > 16 ? "..." : "");
             return FL_EINVAL;
         }
@@ -275,7 +273,7 @@ static int parse5(const char *spec, size_t col0, fl_cron *out, char *err, size_t
         f++;
     }
     if (f < NFIELDS) {
-        FERR(err, len, f, col0 + i, "missing; must be " CRON_FORM);
+        cron_err(err, len, f, col0 + i, "missing; must be " CRON_FORM);
         return FL_EINVAL;
     }
 
@@ -288,7 +286,7 @@ static int parse5(const char *spec, size_t col0, fl_cron *out, char *err, size_t
             for (int d = 1; m <= 12 && d <= month_max_days[m] && !ok; d++)
                 ok = (bits[F_MONTH] >> m & 1) && (bits[F_MDAY] >> d & 1);
         if (!ok) {
-            FERR(err, len, F_MDAY, start[F_MDAY],
+            cron_err(err, len, F_MDAY, start[F_MDAY],
                  "never fires: no listed month has any of these days");
             return FL_EINVAL;
         }
@@ -318,7 +316,7 @@ int fl_cron_parse(const char *spec, fl_cron *out, char *err, size_t errlen)
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)spec[i];
         if ((c < 0x20 && c != '\t') || c >= 0x7f) {
-            FERR(err, errlen, -1, i + 1, "byte 0x%02x is not printable ASCII", c);
+            cron_err(err, errlen, -1, i + 1, "byte 0x%02x is not printable ASCII", c);
             return FL_EINVAL;
         }
     }
@@ -349,13 +347,13 @@ int fl_cron_parse(const char *spec, fl_cron *out, char *err, size_t errlen)
         if (!same)
             continue;
         if (spec[j]) {
-            FERR(err, errlen, -1, j + 1, "unexpected text after %s; a macro stands alone",
+            cron_err(err, errlen, -1, j + 1, "unexpected text after %s; a macro stands alone",
                  macros[k].name);
             return FL_EINVAL;
         }
         return parse5(macros[k].spec, 1, out, err, errlen);
     }
-    FERR(err, errlen, -1, b + 1, "unknown macro \"%.*s%s\"; must be " CRON_FORM,
+    cron_err(err, errlen, -1, b + 1, "unknown macro \"%.*s%s\"; must be " CRON_FORM,
          (int)(wl > 16 ? 16 : wl), spec + b, wl > 16 ? "..." : "");
     return FL_EINVAL;
 }

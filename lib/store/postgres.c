@@ -1354,16 +1354,6 @@ static int pg_collect(fl_store *st, const char *what, PGresult *r, size_t elem,
     return FL_OK;
 }
 
-static int read_schedule(const fl__row *r, void *dst)
-{
-    return fl__row_schedule(r, dst);
-}
-
-static int read_run(const fl__row *r, void *dst)
-{
-    return fl__row_run(r, dst);
-}
-
 static int pg_sched_put(fl_store *st, const fl_schedule *x)
 {
     char w[24], m[24], t[24];
@@ -1395,7 +1385,7 @@ static int pg_sched_list(fl_store *st, fl_schedule **out, size_t *n)
     int rc = run(st, "schedule list", Q_SCHED_LIST, NULL, &r);
     if (rc != FL_OK)
         return rc;
-    return pg_collect(st, "schedule list", r, sizeof **out, read_schedule, (void **)out, n);
+    return pg_collect(st, "schedule list", r, sizeof **out, fl__row_schedule, (void **)out, n);
 }
 
 static int pg_sched_claim(fl_store *st, const char *name, int64_t due_at_ms, const char *daemon,
@@ -1443,7 +1433,7 @@ static int pg_sched_runs(fl_store *st, const char *name, size_t limit, fl_sched_
                   : run(st, "schedule runs", Q_RUNS_ALL, all, &r);
     if (rc != FL_OK)
         return rc;
-    return pg_collect(st, "schedule runs", r, sizeof **out, read_run, (void **)out, n);
+    return pg_collect(st, "schedule runs", r, sizeof **out, fl__row_run, (void **)out, n);
 }
 
 /*

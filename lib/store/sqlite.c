@@ -1375,16 +1375,6 @@ static int sq_collect(fl_store *st, sq *h, sqlite3_stmt *s, const char *what, si
     return FL_OK;
 }
 
-static int read_schedule(const fl__row *r, void *dst)
-{
-    return fl__row_schedule(r, dst);
-}
-
-static int read_run(const fl__row *r, void *dst)
-{
-    return fl__row_run(r, dst);
-}
-
 static int sq_sched_put(fl_store *st, const fl_schedule *x)
 {
     sq *h = st->impl;
@@ -1419,7 +1409,7 @@ static int sq_sched_rm(fl_store *st, const char *name)
 static int sq_sched_list(fl_store *st, fl_schedule **out, size_t *n)
 {
     sq *h = st->impl;
-    return sq_collect(st, h, h->q[Q_SCHED_LIST], "schedule list", sizeof **out, read_schedule,
+    return sq_collect(st, h, h->q[Q_SCHED_LIST], "schedule list", sizeof **out, fl__row_schedule,
                       (void **)out, n);
 }
 
@@ -1474,7 +1464,7 @@ static int sq_sched_runs(fl_store *st, const char *name, size_t limit, fl_sched_
     } else {
         sqlite3_bind_int64(s, 1, (sqlite3_int64)limit);
     }
-    return sq_collect(st, h, s, "schedule runs", sizeof **out, read_run, (void **)out, n);
+    return sq_collect(st, h, s, "schedule runs", sizeof **out, fl__row_run, (void **)out, n);
 }
 
 const fl__store_ops fl__sqlite_ops = {

@@ -100,9 +100,11 @@ typedef struct fl__row {
     int64_t (*i64)(const struct fl__row *r, int col);
 } fl__row;
 
-/* 0, or -1 when a column does not fit (a row this library did not write). */
-int fl__row_schedule(const fl__row *r, fl_schedule *s);
-int fl__row_run(const fl__row *r, fl_sched_run *x);
+/* Fill the fl_schedule / fl_sched_run at dst from one row: 0, or -1 when a
+ * column does not fit (a row this library did not write).  dst is void *
+ * so that both can be handed to a store's generic row collector. */
+int fl__row_schedule(const fl__row *r, void *dst);
+int fl__row_run(const fl__row *r, void *dst);
 
 extern const fl__store_ops fl__sqlite_ops;
 extern const fl__store_ops fl__postgres_ops;

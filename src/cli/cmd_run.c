@@ -90,12 +90,12 @@ const char cmd_run_usage[] =
     "  75              not granted (held by someone else, or not within --wait);\n"
     "                  CMD was not run\n"
     "  76              the lease was lost while CMD ran; CMD was stopped\n"
-    "  124             --max-run passed; CMD was stopped (as timeout(1) does)\n"
-    "  126             CMD could not be executed\n"
-    "  127             CMD was not found\n"
     "  78              --require-isolation: no gateway reported on the lease, or a\n"
     "                  foreign request reached the host during it (replaces CMD's\n"
     "                  status, but not 76)\n"
+    "  124             --max-run passed; CMD was stopped (as timeout(1) does)\n"
+    "  126             CMD could not be executed\n"
+    "  127             CMD was not found\n"
     "\n"
     "An exclusive lease's isolation report (what the gateways in front of\n"
     "PROVIDER let through while it was held; docs/gateway.md) is printed on\n"
@@ -751,8 +751,8 @@ static int run_supervise(run_state *r, fl_grant *g, const run_opts *o)
  * front of the provider let through while it was held (fl_report_get sums
  * them).  Returns the exit code: `code`, or FL_EXIT_ISOLATION under
  * --require-isolation when the report shows a foreign request during the
- * lease or no gateway reported (then nothing proves the isolation) --
- * except after a lost lease (76), which says more.  Without
+ * lease or no gateway reported (then nothing proves the isolation).  Not
+ * called after a lost lease (76).  Without
  * --require-isolation a provider no gateway reported on costs no wait.
  */
 static int run_isolation(const char *url, const fl_lease *l, const run_opts *o, int code)
@@ -817,7 +817,7 @@ static int run_isolation(const char *url, const fl_lease *l, const run_opts *o, 
                     " foreign request(s) reached %s while the lease was active\n",
                     rep.concurrent_foreign_requests, p);
     }
-    if (!o->require_isolation || !bad || code == FL_EXIT_LOST)
+    if (!o->require_isolation || !bad)
         return code;
     fprintf(stderr, "fleetlease run: --require-isolation: exit %d (CMD's status was %d)\n",
             FL_EXIT_ISOLATION, code);
@@ -927,7 +927,9 @@ static int run_main(cli_ctx *ctx, const run_opts *o)
     r.exec_fd = exec_pipe[0];
 
     int code = run_supervise(&r, g, o);
-    if (o->mode == FL_EXCLUSIVE)
+    /* A lost lease has nothing to prove (76 says more), and the store
+     * that lost it may still be blocked: no report then. */
+    if (o->mode == FL_EXCLUSIVE && code != FL_EXIT_LOST)
         code = run_isolation(url, &lease, o, code);
 
     if (r.exec_fd >= 0)

@@ -76,6 +76,8 @@ static void print_help(FILE *out)
           "  75     conflict: held by someone else, not granted within --wait,\n"
           "         or check: this writer must not dispatch\n"
           "  76     the lease is gone: lost, expired, released or unknown token\n"
+          "  78     run --require-isolation: a foreign request reached the host\n"
+          "         during the lease, or no gateway reported on it\n"
           "  126    run: COMMAND found but not executable\n"
           "  127    run: COMMAND not found\n"
           "  other  run: COMMAND's own status (128+N when killed by signal N)\n",

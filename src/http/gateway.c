@@ -21,10 +21,13 @@
 #include <errno.h>
 #include <event2/thread.h>
 #include <netdb.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #define GW_TICK_MS 200
 #define GW_STOP_GRACE_MS 10000
@@ -298,8 +301,8 @@ static int setup_opts(cli_ctx *ctx, const gw_raw *raw, const char *provider, gw_
 
 /* ---- listening ------------------------------------------------------------- */
 
-/* Our own socket for a deep backlog: evhttp listens with 128, and a burst
- * of writers connecting at once would see dropped SYNs (1 s retries). */
+/* A deep backlog: a burst of writers connecting at once must not see
+ * dropped SYNs (1 s retries). */
 static evutil_socket_t listen_socket(const char *host, long long port, char *why, size_t wl)
 {
     struct addrinfo hints, *res = NULL;
@@ -316,6 +319,11 @@ static evutil_socket_t listen_socket(const char *host, long long port, char *why
     }
     evutil_socket_t fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
+    /* TCP_NODELAY here is inherited by every accepted socket: streamed
+     * pieces (tokens) leave at once instead of waiting on Nagle and the
+     * client's delayed ACK. */
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
         bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
         snprintf(why, wl, "%s", strerror(errno));
@@ -329,12 +337,11 @@ static evutil_socket_t listen_socket(const char *host, long long port, char *why
 
 static void bound_addr(gw *g, char *addr, size_t len)
 {
-    evutil_socket_t fd = evhttp_bound_socket_get_fd(g->bound);
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     char ip[INET6_ADDRSTRLEN] = "?";
     int port = 0, v6 = 0;
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+    if (getsockname(g->lfd, (struct sockaddr *)&ss, &sl) == 0) {
         if (ss.ss_family == AF_INET) {
             const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
             inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
@@ -349,96 +356,105 @@ static void bound_addr(gw *g, char *addr, size_t len)
     snprintf(addr, len, v6 ? "[%s]:%d" : "%s:%d", ip, port);
 }
 
-/* ---- local endpoints --------------------------------------------------------- */
-
-static void local_reply(struct evhttp_request *creq, int code, const char *ctype,
-                        struct evbuffer *b)
+/* Room for many writers: the soft open-file limit up to the hard one. */
+static void raise_fd_limit(void)
 {
-    struct evkeyvalq *h = evhttp_request_get_output_headers(creq);
-    evhttp_add_header(h, "Content-Type", ctype);
-    evhttp_add_header(h, "Cache-Control", "no-store");
-    evhttp_send_reply(creq, code, NULL, b);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? (rlim_t)1 << 20 : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
 }
 
-static void local_json(struct evhttp_request *creq, int code, json_t *o)
+/* ---- local endpoints --------------------------------------------------------- */
+
+static void json_into(struct evbuffer *b, json_t *o)
 {
-    struct evbuffer *b = evbuffer_new();
     char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(o);
-    if (!b || !text) {
+    if (text) {
+        evbuffer_add(b, text, strlen(text));
+        evbuffer_add(b, "\n", 1);
         free(text);
-        if (b)
-            evbuffer_free(b);
-        evhttp_send_error(creq, 500, NULL);
-        return;
     }
-    evbuffer_add(b, text, strlen(text));
-    evbuffer_add(b, "\n", 1);
-    free(text);
-    local_reply(creq, code, "application/json", b);
-    evbuffer_free(b);
+}
+
+static json_t *error_json(const char *id, const char *msg)
+{
+    json_t *o = json_object();
+    if (o) {
+        json_object_set_new(o, "error", json_string(id));
+        json_object_set_new(o, "message", json_string(msg));
+    }
+    return o;
 }
 
 static void metrics(gw *g, struct evbuffer *o)
 {
     const gw_counters *m = &g->m;
-    evbuffer_add_printf(o,
-                        "# HELP fleetlease_gateway_upstream_errors_total Requests answered 502 "
-                        "(upstream failed) or 504 (upstream timed out), or cut mid-body.\n"
-                        "# TYPE fleetlease_gateway_upstream_errors_total counter\n"
-                        "fleetlease_gateway_upstream_errors_total{status=\"502\"} %llu\n"
-                        "fleetlease_gateway_upstream_errors_total{status=\"504\"} %llu\n",
-                        (unsigned long long)m->upstream_502, (unsigned long long)m->upstream_504);
-    evbuffer_add_printf(o,
-                        "# HELP fleetlease_gateway_client_aborts_total Requests whose client "
-                        "closed the connection before the answer was complete.\n"
-                        "# TYPE fleetlease_gateway_client_aborts_total counter\n"
-                        "fleetlease_gateway_client_aborts_total %llu\n"
-                        "# HELP fleetlease_gateway_bad_requests_total Requests refused with "
-                        "400/405 (bad X-Fleet-* header, method).\n"
-                        "# TYPE fleetlease_gateway_bad_requests_total counter\n"
-                        "fleetlease_gateway_bad_requests_total %llu\n"
-                        "# HELP fleetlease_gateway_response_bytes_total Body bytes streamed from "
-                        "the upstream to clients.\n"
-                        "# TYPE fleetlease_gateway_response_bytes_total counter\n"
-                        "fleetlease_gateway_response_bytes_total %llu\n",
-                        (unsigned long long)m->client_aborts, (unsigned long long)m->bad_requests,
-                        (unsigned long long)m->bytes_out);
     size_t idle = 0, queued = 0;
     gw_pool_stats(g, &idle, &queued);
-    evbuffer_add_printf(o,
-                        "# HELP fleetlease_gateway_upstream_connections Upstream connections, by "
-                        "use.\n"
-                        "# TYPE fleetlease_gateway_upstream_connections gauge\n"
-                        "fleetlease_gateway_upstream_connections{use=\"idle\"} %zu\n"
-                        "fleetlease_gateway_upstream_connections{use=\"busy\"} %zu\n"
-                        "# HELP fleetlease_gateway_upstream_queue Requests waiting for an "
-                        "upstream connection.\n"
-                        "# TYPE fleetlease_gateway_upstream_queue gauge\n"
-                        "fleetlease_gateway_upstream_queue %zu\n",
-                        idle, (size_t)g->up_total - idle, queued);
+    evbuffer_add_printf(
+        o,
+        "# HELP fleetlease_gateway_upstream_errors_total Requests answered 502 (upstream "
+        "failed) or 504 (upstream silent), or cut mid-body.\n"
+        "# TYPE fleetlease_gateway_upstream_errors_total counter\n"
+        "fleetlease_gateway_upstream_errors_total{status=\"502\"} %llu\n"
+        "fleetlease_gateway_upstream_errors_total{status=\"504\"} %llu\n"
+        "# HELP fleetlease_gateway_upstream_retries_total Requests sent again on a fresh "
+        "connection after a kept-alive one had been closed by the upstream.\n"
+        "# TYPE fleetlease_gateway_upstream_retries_total counter\n"
+        "fleetlease_gateway_upstream_retries_total %llu\n"
+        "# HELP fleetlease_gateway_upstream_connects_total Connections opened to the upstream.\n"
+        "# TYPE fleetlease_gateway_upstream_connects_total counter\n"
+        "fleetlease_gateway_upstream_connects_total %llu\n"
+        "# HELP fleetlease_gateway_upstream_connections Upstream connections, by use.\n"
+        "# TYPE fleetlease_gateway_upstream_connections gauge\n"
+        "fleetlease_gateway_upstream_connections{use=\"idle\"} %zu\n"
+        "fleetlease_gateway_upstream_connections{use=\"busy\"} %zu\n"
+        "# HELP fleetlease_gateway_upstream_queue Requests waiting for an upstream connection.\n"
+        "# TYPE fleetlease_gateway_upstream_queue gauge\n"
+        "fleetlease_gateway_upstream_queue %zu\n"
+        "# HELP fleetlease_gateway_client_connections Open client connections.\n"
+        "# TYPE fleetlease_gateway_client_connections gauge\n"
+        "fleetlease_gateway_client_connections %zu\n"
+        "# HELP fleetlease_gateway_client_connections_accepted_total Client connections "
+        "accepted.\n"
+        "# TYPE fleetlease_gateway_client_connections_accepted_total counter\n"
+        "fleetlease_gateway_client_connections_accepted_total %llu\n"
+        "# HELP fleetlease_gateway_client_aborts_total Requests whose client went away "
+        "before the answer was complete.\n"
+        "# TYPE fleetlease_gateway_client_aborts_total counter\n"
+        "fleetlease_gateway_client_aborts_total %llu\n"
+        "# HELP fleetlease_gateway_bad_requests_total Requests refused as malformed "
+        "(400, 405, 413, 431, 505).\n"
+        "# TYPE fleetlease_gateway_bad_requests_total counter\n"
+        "fleetlease_gateway_bad_requests_total %llu\n"
+        "# HELP fleetlease_gateway_response_bytes_total Response bytes streamed from the "
+        "upstream to clients.\n"
+        "# TYPE fleetlease_gateway_response_bytes_total counter\n"
+        "fleetlease_gateway_response_bytes_total %llu\n",
+        (unsigned long long)m->upstream_502, (unsigned long long)m->upstream_504,
+        (unsigned long long)m->upstream_retries, (unsigned long long)m->upstream_connects, idle,
+        (size_t)g->up_total - idle, queued, g->nconns, (unsigned long long)m->conns_accepted,
+        (unsigned long long)m->client_aborts, (unsigned long long)m->bad_requests,
+        (unsigned long long)m->bytes_out);
     gw_lease_metrics(g, o);
 }
 
-void gw_local(gw *g, struct evhttp_request *creq, const char *path)
+void gw_local(gw *g, const char *method, const char *path, int *code, const char **ctype,
+              struct evbuffer *body)
 {
-    if (evhttp_request_get_command(creq) != EVHTTP_REQ_GET) {
-        evhttp_add_header(evhttp_request_get_output_headers(creq), "Allow", "GET");
-        json_t *o = json_object();
-        json_object_set_new(o, "error", json_string("method_not_allowed"));
-        json_object_set_new(o, "message", json_string("/_fleet/: allowed methods: GET"));
-        local_json(creq, 405, o);
+    *ctype = "application/json";
+    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+        *code = 405;
+        json_into(body, error_json("method_not_allowed", "/_fleet/: allowed methods: GET"));
         return;
     }
     if (strcmp(path, "/_fleet/metrics") == 0) {
-        struct evbuffer *b = evbuffer_new();
-        if (!b) {
-            evhttp_send_error(creq, 500, NULL);
-            return;
-        }
-        metrics(g, b);
-        local_reply(creq, 200, "text/plain; version=0.0.4; charset=utf-8", b);
-        evbuffer_free(b);
+        *code = 200;
+        *ctype = "text/plain; version=0.0.4; charset=utf-8";
+        metrics(g, body);
         return;
     }
     if (strcmp(path, "/_fleet/status") == 0) {
@@ -446,9 +462,11 @@ void gw_local(gw *g, struct evhttp_request *creq, const char *path)
         if (o) {
             json_object_set_new(o, "upstream", cli_jstr(g->o.up_display));
             json_object_set_new(o, "requests_open", json_integer((json_int_t)g->nreqs));
+            json_object_set_new(o, "client_connections", json_integer((json_int_t)g->nconns));
             json_object_set_new(o, "stopping", json_boolean(g->stopping));
         }
-        local_json(creq, 200, o);
+        *code = 200;
+        json_into(body, o);
         return;
     }
     if (strcmp(path, "/_fleet/healthz") == 0) {
@@ -457,18 +475,18 @@ void gw_local(gw *g, struct evhttp_request *creq, const char *path)
         uint64_t n;
         gw_store_health(g, &ok, &age, &n, NULL, 0);
         json_t *o = json_object();
-        json_object_set_new(o, "status", json_string(g->stopping ? "stopping" : "ok"));
-        json_object_set_new(o, "store_up", json_boolean(ok));
-        json_object_set_new(o, "state_age_ms", json_integer(age));
-        local_json(creq, g->stopping ? 503 : 200, o);
+        if (o) {
+            json_object_set_new(o, "status", json_string(g->stopping ? "stopping" : "ok"));
+            json_object_set_new(o, "store_up", json_boolean(ok));
+            json_object_set_new(o, "state_age_ms", json_integer(age));
+        }
+        *code = g->stopping ? 503 : 200;
+        json_into(body, o);
         return;
     }
-    json_t *o = json_object();
-    json_object_set_new(o, "error", json_string("not_found"));
-    json_object_set_new(o, "message",
-                        json_string("no such gateway endpoint: /_fleet/status, /_fleet/metrics, "
-                                    "/_fleet/healthz"));
-    local_json(creq, 404, o);
+    *code = 404;
+    json_into(body, error_json("not_found", "no such gateway endpoint: /_fleet/status, "
+                                            "/_fleet/metrics, /_fleet/healthz"));
 }
 
 /* ---- the tick and stopping ------------------------------------------------------ */
@@ -476,12 +494,9 @@ void gw_local(gw *g, struct evhttp_request *creq, const char *path)
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     gw *g = arg;
-    static const int peek_every = 1000 / GW_TICK_MS;
     (void)fd;
     (void)what;
     gw_lease_tick(g);
-    if (++g->ticks % peek_every == 0)
-        gw_proxy_tick(g);
     if (!g->stopping)
         return;
     int64_t now = srv_mono_ms();
@@ -513,10 +528,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     char n[32];
     srv_log("info", "stopping", "signal", name, "requests_open",
             srv_num(n, sizeof n, (long long)g->nreqs), NULL);
-    if (g->bound) {
-        evhttp_del_accept_socket(g->http, g->bound);
-        g->bound = NULL;
-    }
+    gw_proxy_stop_accepting(g);
     event_active(g->ev_tick, EV_TIMEOUT, 0);
 }
 
@@ -525,26 +537,13 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 static int run(gw *g)
 {
     int rc = 0;
+    g->lfd = -1;
+    raise_fd_limit();
     if (evthread_use_pthreads() != 0)
         return cli_fail(g->ctx, FL_ESYS, "libevent: cannot enable threads");
     g->base = event_base_new();
-    g->http = g->base ? evhttp_new(g->base) : NULL;
-    if (!g->http) {
-        rc = cli_fail(g->ctx, FL_ENOMEM, "libevent: cannot create the event loop");
-        goto out;
-    }
-    evhttp_set_max_headers_size(g->http, 65536);
-    evhttp_set_max_body_size(g->http, (ev_ssize_t)g->o.max_body);
-    struct timeval ct = {.tv_sec = (time_t)(g->o.client_timeout_ms / 1000),
-                         .tv_usec = (suseconds_t)(g->o.client_timeout_ms % 1000) * 1000};
-    evhttp_set_timeout_tv(g->http, &ct);
-    /* Every method reaches us: TRACE and CONNECT get a 405 of our own. */
-    evhttp_set_allowed_methods(g->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH |
-                                            EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
-    evhttp_set_gencb(g->http, gw_on_request, g);
-
+    if (!g->base)
+        return cli_fail(g->ctx, FL_ENOMEM, "libevent: cannot create the event loop");
     gw_lease_events(g, &g->ev_refreshed, &g->ev_results);
     g->ev_kick = event_new(g->base, -1, 0, gw_on_kick, g);
     g->ev_tick = event_new(g->base, -1, EV_PERSIST, on_tick, g);
@@ -559,16 +558,15 @@ static int run(gw *g)
         goto out;
 
     char why[256];
-    evutil_socket_t lfd = listen_socket(g->o.listen_host, g->o.listen_port, why, sizeof why);
-    if (lfd < 0) {
+    g->lfd = listen_socket(g->o.listen_host, g->o.listen_port, why, sizeof why);
+    if (g->lfd < 0) {
         rc = cli_fail(g->ctx, FL_ESYS, "cannot listen on %s port %lld: %s", g->o.listen_host,
                       g->o.listen_port, why);
         goto out;
     }
-    g->bound = evhttp_accept_socket_with_handle(g->http, lfd);
-    if (!g->bound) {
-        evutil_closesocket(lfd);
-        rc = cli_fail(g->ctx, FL_ESYS, "libevent: cannot accept on %s", g->o.listen_host);
+    g->ev_accept = event_new(g->base, g->lfd, EV_READ | EV_PERSIST, gw_on_accept, g);
+    if (!g->ev_accept || event_add(g->ev_accept, NULL) != 0) {
+        rc = cli_fail(g->ctx, FL_ENOMEM, "libevent: cannot accept on %s", g->o.listen_host);
         goto out;
     }
     char addr[INET6_ADDRSTRLEN + 16];
@@ -590,34 +588,15 @@ static int run(gw *g)
         srv_log("info", "stopped", NULL);
 
 out:
-    /* The threads first: nothing may complete into a freed loop.  The
-     * worker finishes its queue (final reports, the release) on the way. */
+    /* Connections and requests first (a request that ends may still ask
+     * the store worker for a release), then the threads: the worker
+     * finishes its queue (final reports, the release) on the way. */
+    gw_proxy_free(g);
+    if (g->lfd >= 0)
+        close(g->lfd);
     gw_store_stop(g);
-    /* Requests still open (a stop that ran past its grace) go now. */
-    while (g->reqs) {
-        gw_req *r = g->reqs;
-        if (r->ureq) {
-            struct evhttp_request *u = r->ureq;
-            r->ureq = NULL;
-            evhttp_cancel_request(u);
-        }
-        if (r->orphan && r->creq)
-            evhttp_request_free(r->creq);
-        r->creq = NULL;
-        gw_req_free(r);
-    }
-    /* The threads are joined and the requests gone: from here no timer,
-     * re-read or result may run again (they would use the store). */
-    struct event *evs[] = {g->ev_refreshed, g->ev_results, g->ev_kick,
-                           g->ev_tick,      g->ev_term,    g->ev_int};
-    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
-        if (evs[i])
-            event_del(evs[i]);
-    if (g->http)
-        evhttp_free(g->http);
-    gw_pool_free(g);
-    if (g->base)
-        event_base_loop(g->base, EVLOOP_NONBLOCK);
+    struct event *evs[] = {g->ev_refreshed, g->ev_results, g->ev_kick, g->ev_tick,
+                           g->ev_term,      g->ev_int,     g->ev_accept};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])
             event_free(evs[i]);

@@ -25,6 +25,7 @@
 
 #include "serve.h"
 
+#include <event2/event_struct.h> /* events inside our structs: no malloc per connection */
 #include <event2/util.h>
 
 typedef struct gw gw;
@@ -53,46 +54,73 @@ typedef struct gw_opts {
     int access_log;
 } gw_opts;
 
-/* ---- requests ------------------------------------------------------------- */
+/* ---- connections and requests (gw_proxy.c) -------------------------------- */
+
+typedef struct gw_cconn gw_cconn;      /* a client connection */
 
 typedef enum gw_rstate {
     GWR_NEW = 0,
     GWR_PARKED_LEASE,     /* foreign, admitted by the check; waits for the shared lease */
     GWR_PARKED_REFRESH,   /* carries a token the view does not know yet; waits for a re-read */
     GWR_QUEUED,           /* forwarded; waits for a free upstream connection */
-    GWR_UPSTREAM,         /* sent (or being sent) upstream */
-    GWR_DONE
+    GWR_UPSTREAM          /* sent (or being sent) upstream */
 } gw_rstate;
+
+/* Chunked framing, parsed as it streams (gw_proxy.c). */
+typedef struct gw_chunk {
+    int state;
+    uint64_t left;                     /* bytes left in the current chunk */
+    uint64_t total;                    /* data bytes so far */
+} gw_chunk;
+
+#define GW_MAX_HEADERS 100
+
+typedef struct gw_hdr {
+    uint32_t name, name_len, value, value_len; /* offsets into the request's head block */
+} gw_hdr;
 
 struct gw_req {
     gw *g;
     gw_req *prev, *next;               /* g->reqs: every live request */
     gw_req *qnext;                     /* g->upq: waiting for an upstream connection */
-    struct evhttp_request *creq;       /* the client's; NULL once answered or freed by evhttp */
-    struct evhttp_connection *cconn;   /* its connection (closecb points at us) */
-    struct evhttp_request *ureq;       /* upstream request; NULL when none in progress */
-    gw_upconn *uc;
-    struct event *ev_abort;            /* deferred teardown after the client went away */
+    gw_cconn *c;                       /* the client connection; NULL once it is gone */
+    gw_upconn *u;                      /* the upstream connection serving it, or NULL */
     gw_rstate state;
-    enum evhttp_cmd_type method;
+    /* The request as received. */
+    char *head;                        /* its head block (request line + headers), NUL-ended */
+    size_t head_len;
+    gw_hdr hdrs[GW_MAX_HEADERS];
+    int nhdrs;
+    char method[16];
+    const char *target;                /* into head */
+    size_t target_len;
+    int minor;                         /* HTTP/1.minor of the client */
+    int keepalive;                     /* the client connection stays open after it */
+    int is_head;
+    int idempotent;                    /* may be sent again on a fresh connection */
+    struct evbuffer *body;             /* the whole body (decoded if it came chunked) */
+    /* Lease side. */
     int foreign;                       /* 1: foreign; 0: the exclusive holder's (by token) */
     int admitted;                      /* counted in g->foreign_inflight / holder_inflight */
     int cut_off;                       /* foreign, still in flight when a drain timed out */
-    int client_gone;                   /* the client connection closed under us */
-    int orphan;                        /* evhttp left creq to us to free */
-    int headers_sent;                  /* evhttp_send_reply_start done */
-    int paused;                        /* upstream reading paused: slow client */
-    int up_error;                      /* enum evhttp_request_error, or -1 */
-    int up_errno;
-    int status;                        /* sent to the client */
     int refresh_tries;
     uint64_t want_seq;                 /* PARKED_REFRESH: a re-read that started after arrival */
     int64_t fence;                     /* holder requests: the grant */
     int64_t arrive_mono_ms;
     int64_t admit_mono_ms, admit_est_ms; /* admission: monotonic, estimated store clock */
-    uint64_t bytes, chunks;
     char writer[FL_TEXT_MAX + 1];      /* label for the report: X-Fleet-Writer or "(anonymous)" */
     char token[FL_TOKEN_LEN + 1];      /* X-Fleet-Lease, "" if none */
+    /* The answer. */
+    int tries;                         /* upstream attempts */
+    int got_response;                  /* a response byte came back */
+    int headers_sent;                  /* the response head went to the client */
+    int status;                        /* sent to the client (499: the client left) */
+    int rmode;                         /* response body framing (gw_proxy.c) */
+    uint64_t rleft;                    /* content-length bytes still to come */
+    gw_chunk rchunk;
+    int up_keep;                       /* the upstream connection may be reused after it */
+    int close_after;                   /* close the client connection after it */
+    uint64_t bytes, chunks;
 };
 
 /* ---- the view of the provider and the accounting ------------------------ */
@@ -161,6 +189,7 @@ typedef struct gw_counters {
     uint64_t concurrent_foreign_total, in_flight_at_grant_total;
     uint64_t refreshes, refresh_errors;
     uint64_t bytes_out;
+    uint64_t conns_accepted, upstream_retries, upstream_connects;
 } gw_counters;
 
 /* ---- the gateway --------------------------------------------------------- */
@@ -169,9 +198,13 @@ struct gw {
     cli_ctx *ctx;
     gw_opts o;
     struct event_base *base;
-    struct evhttp *http;
-    struct evhttp_bound_socket *bound;
+    evutil_socket_t lfd;               /* listening socket (-1 once stopping) */
+    struct event *ev_accept;
     struct event *ev_term, *ev_int, *ev_tick, *ev_refreshed, *ev_results, *ev_kick;
+    size_t nconns;                     /* open client connections */
+    gw_cconn *conns;                   /* all of them */
+    gw_cconn *grave_c;                 /* closed, freed by ev_kick's handler */
+    gw_upconn *grave_u;
     int stopping;
     int64_t stop_deadline_mono;
     gw_store *store;
@@ -233,27 +266,31 @@ json_t *gw_lease_status(gw *g);
 
 /* ---- gw_proxy.c ------------------------------------------------------------ */
 
-/* The evhttp request callback. */
-void gw_on_request(struct evhttp_request *creq, void *arg);
-/* Send r upstream (or queue it for a connection).  r may be freed before
- * this returns (a synchronous connect failure answers it at once). */
+/* The listening socket's callback: accept connections. */
+void gw_on_accept(evutil_socket_t fd, short what, void *arg);
+/* Send r upstream (or queue it for a connection).  r may be answered (and
+ * freed) before this returns. */
 void gw_forward(gw_req *r);
-/* Answer r with a JSON body and free it. */
-void gw_reply_json(gw_req *r, int code, json_t *body, int64_t retry_after_ms);
+/* Answer r with a JSON body (consumed) and free r.  fleet_state, if not
+ * NULL, goes in X-Fleet-State. */
+void gw_reply_json(gw_req *r, int code, json_t *body, int64_t retry_after_ms,
+                   const char *fleet_state);
 void gw_reply_error(gw_req *r, int code, const char *id, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* Free r (unlinking it from everything); the client side must be done. */
-void gw_req_free(gw_req *r);
-/* Every tick: requests whose client vanished while we wait upstream. */
-void gw_proxy_tick(gw *g);
-/* Abort every live request (shutdown past its grace). */
+/* Stop accepting; close idle client connections; the others close after
+ * their current answer. */
+void gw_proxy_stop_accepting(gw *g);
+/* Abort every live request and close every connection (shutdown past its
+ * grace, or at exit). */
 void gw_proxy_abort_all(gw *g);
-void gw_pool_free(gw *g);
-void gw_pool_stats(const gw *g, size_t *idle, size_t *queued);
-/* GET /_fleet/...: the gateway's own endpoints (gateway.c). */
-void gw_local(gw *g, struct evhttp_request *creq, const char *path);
+/* Free what is left (after the loop ended). */
+void gw_proxy_free(gw *g);
 void gw_on_kick(evutil_socket_t fd, short what, void *arg);
-int gw_method_name(enum evhttp_cmd_type m, const char **name);
+void gw_pool_stats(const gw *g, size_t *idle, size_t *queued);
+/* GET /_fleet/...: the gateway's own endpoints (gateway.c): fill the
+ * status, content type and body of the answer. */
+void gw_local(gw *g, const char *method, const char *path, int *code, const char **ctype,
+              struct evbuffer *body);
 
 /* ---- gw_report.c ------------------------------------------------------------ */
 

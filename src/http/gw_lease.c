@@ -639,10 +639,8 @@ static void refuse(gw *g, gw_req *r, const fl_verdict *v)
         rep_refuse(&g->drain.rep, r->writer, 1);
     }
     g->m.requests[0][1]++;
-    if (r->creq && !r->client_gone)
-        evhttp_add_header(evhttp_request_get_output_headers(r->creq), "X-Fleet-State",
-                          fl_pstate_name(v->state));
-    gw_reply_json(r, 423, cli_verdict_json(g->o.provider, v), v->retry_after_ms);
+    gw_reply_json(r, 423, cli_verdict_json(g->o.provider, v), v->retry_after_ms,
+                  fl_pstate_name(v->state));
 }
 
 static void shared_want(gw *g)
@@ -813,13 +811,13 @@ static void shared_maybe_release(gw *g)
         }
         return;
     }
-    int parked = 0;
+    if (g->foreign_inflight > 0 ||
+        (!g->stopping && now - g->last_foreign_mono < g->o.idle_release_ms))
+        return;
     for (const gw_req *r = g->reqs; r; r = r->next)
         if (r->state == GWR_PARKED_LEASE)
-            parked++;
-    if (g->foreign_inflight == 0 && parked == 0 &&
-        (g->stopping || now - g->last_foreign_mono >= g->o.idle_release_ms))
-        shared_release(g, g->stopping ? "stopping" : "idle");
+            return;
+    shared_release(g, g->stopping ? "stopping" : "idle");
 }
 
 static void on_acquired(gw *g, gw_cmd *c)

@@ -87,6 +87,7 @@ typedef struct runner {
     int64_t run_id;
     int64_t due_at_ms;
     int64_t wait_left_ms;  /* of max-wait, at the claim */
+    int64_t claim_mono_ms; /* when it was claimed, CLOCK_MONOTONIC */
     pid_t pid;             /* the current wrapper, 0 between attempts (under s->mu) */
     int done;              /* the thread has finished (under s->mu) */
 } runner;
@@ -111,11 +112,6 @@ struct srv_sched {
 };
 
 /* ---- small helpers ------------------------------------------------------- */
-
-static int64_t mono_ms(void)
-{
-    return srv_mono_ms();
-}
 
 static void fmt_ms(int64_t ms, char *buf, size_t len)
 {
@@ -183,6 +179,7 @@ static int is_stopping(srv_sched *s)
 
 typedef struct attempt {
     int granted;
+    int64_t granted_mono_ms;    /* when the wrapper said so */
     char provider[FL_PROVIDER_MAX + 1];
     int64_t fence;
     int status;                 /* the wrapper's exit status (128+N for signal N) */
@@ -236,6 +233,7 @@ static void on_line(runner *r, attempt *a, const char *line)
             memcpy(prov, m + 8, pl);
             prov[pl] = '\0';
             a->granted = 1;
+            a->granted_mono_ms = srv_mono_ms();
             snprintf(a->provider, sizeof a->provider, "%s", prov);
             a->fence = fence;
             srv_log("info", "job_started", "schedule", r->sc.name, "run", id, "provider", prov,
@@ -335,8 +333,10 @@ static int run_attempt(runner *r, const char *provider, int64_t wait_ms, attempt
      * signal it; stopping is checked under the same lock, so a stop
      * either sees this pid or keeps the spawn from happening. */
     pthread_mutex_lock(&s->mu);
+    /* /proc/self/exe rather than its target: an upgrade that replaced the
+     * file leaves this daemon spawning the binary it runs. */
     int e = s->stopping ? ECANCELED
-                        : posix_spawn(&pid, s->exe, &fa, &at, argv, env);
+                        : posix_spawn(&pid, "/proc/self/exe", &fa, &at, argv, env);
     if (e == 0)
         r->pid = pid;
     pthread_mutex_unlock(&s->mu);
@@ -412,14 +412,14 @@ static int add_report(fl_store *st, const attempt *a, char *d, size_t len)
 {
     fl_report rep;
     int rc = FL_ENOTFOUND;
-    const int64_t t0 = mono_ms();
+    const int64_t t0 = srv_mono_ms();
     /* Gateways write their final report when they see the lease end
      * (within about a second); wait a little for it, and less when no
      * gateway has reported on the grant at all (most likely none fronts
      * the host). */
     for (;;) {
         rc = fl_report_get(st, a->provider, a->fence, &rep);
-        int64_t spent = mono_ms() - t0;
+        int64_t spent = srv_mono_ms() - t0;
         if ((rc == FL_OK && rep.final) || (rc != FL_OK && rc != FL_ENOTFOUND) ||
             spent >= SCHED_REPORT_WAIT_MS || (rc == FL_ENOTFOUND && spent >= 1500))
             break;
@@ -511,10 +511,10 @@ static int acquire_and_run(runner *r, attempt *a, char *refusal, size_t rlen)
         snprintf(a->last_run_line, sizeof a->last_run_line, "no provider listed");
         return NOT_STARTED;
     }
-    const int64_t deadline = mono_ms() + (r->wait_left_ms > 0 ? r->wait_left_ms : 0);
+    const int64_t deadline = srv_mono_ms() + (r->wait_left_ms > 0 ? r->wait_left_ms : 0);
     for (int pass = 0;; pass++) {
         for (size_t i = 0; i < np; i++) {
-            int64_t left = deadline - mono_ms();
+            int64_t left = deadline - srv_mono_ms();
             if (left < 0)
                 left = 0;
             /* The first try of every provider happens even with no time
@@ -532,7 +532,7 @@ static int acquire_and_run(runner *r, attempt *a, char *refusal, size_t rlen)
                 if (slice < wait)
                     wait = slice;
             }
-            int64_t t0 = mono_ms();
+            int64_t t0 = srv_mono_ms();
             memset(a, 0, sizeof *a);
             if (run_attempt(r, list[i], wait, a) != 0)
                 return NOT_STARTED;
@@ -544,7 +544,7 @@ static int acquire_and_run(runner *r, attempt *a, char *refusal, size_t rlen)
                      a->refusal[0] ? a->refusal : a->last_run_line);
             /* A wrapper that gave up at once although it could have waited
              * (store unreachable): pause rather than spin. */
-            if (wait > 0 && mono_ms() - t0 < 1000 && sched_sleep(s, 1000))
+            if (wait > 0 && srv_mono_ms() - t0 < 1000 && sched_sleep(s, 1000))
                 return STOPPED;
         }
     }
@@ -565,6 +565,11 @@ static void *runner_main(void *arg)
         how = STOPPED;
 
     if (how == GOT_HOST) {
+        /* How late after the due instant the host was granted (claim
+         * lateness on the store's clock, then the wait on ours). */
+        int64_t late = (r->sc.max_wait_ms - r->wait_left_ms) + (a.granted_mono_ms - r->claim_mono_ms);
+        detail_add(res.detail, sizeof res.detail, "granted %lld.%llds after due; ",
+                   (long long)(late / 1000), (long long)(late % 1000 / 100));
         snprintf(res.provider, sizeof res.provider, "%s", a.provider);
         res.fence = a.fence;
         res.exit_status = a.status;
@@ -648,6 +653,7 @@ static void start_runner(srv_sched *s, const fl_schedule *sc, int64_t run_id, in
         r->due_at_ms = due_at_ms;
         /* max-wait counts from the due instant, not from the claim. */
         r->wait_left_ms = due_at_ms + sc->max_wait_ms - now_ms;
+        r->claim_mono_ms = srv_mono_ms();
         pthread_mutex_lock(&s->mu);
         int e = pthread_create(&r->tid, NULL, runner_main, r);
         if (e == 0) {
@@ -758,7 +764,9 @@ static void tick(srv_sched *s)
             if (full) {
                 /* Leave it unclaimed: another daemon may take it; we try
                  * again next tick while it is within the grace. */
-                srv_log("warn", "scheduler_busy", "schedule", sc->name, "running", "64", NULL);
+                char cnt[32];
+                srv_log("warn", "scheduler_busy", "schedule", sc->name, "running",
+                        srv_num(cnt, sizeof cnt, SCHED_MAX_RUNNERS), NULL);
                 break;
             }
             int64_t run_id = 0;
@@ -836,10 +844,10 @@ static void *ticker_main(void *arg)
     srv_sched *s = arg;
     mark_lost(s);
     while (!is_stopping(s)) {
-        int64_t t0 = mono_ms();
+        int64_t t0 = srv_mono_ms();
         tick(s);
         reap_runners(s, 0);
-        int64_t spent = mono_ms() - t0;
+        int64_t spent = srv_mono_ms() - t0;
         if (sched_sleep(s, spent < SRV_SCHED_TICK_MS ? SRV_SCHED_TICK_MS - spent : 1))
             break;
     }

@@ -62,7 +62,8 @@ if [[ -z ${DATABASE_URL:-} ]]; then
     echo "SKIP: DATABASE_URL is not set (the overnight smoke needs PostgreSQL)" >&2
     exit 77
 fi
-DBURL=$DATABASE_URL
+# shellcheck source=own_db.sh
+. "$HERE/own_db.sh"
 for t in curl jq wrk flock; do
     if ! command -v "$t" >/dev/null; then
         [[ ${CI:-} == true ]] && { echo "FAIL: $t is required" >&2; exit 1; }
@@ -80,6 +81,9 @@ P="gpu.smoke.$$.$RANDOM"
 MAX_WAIT_S=40
 export HOME=$T/home XDG_CACHE_HOME=$T/cache XDG_STATE_HOME=$T/state
 unset FLEETLEASE_DB FLEETLEASE_HOLDER FLEETLEASE_WRITER
+# A database of its own (when the server allows): no other daemon may run
+# this test's schedule.
+own_db "$DATABASE_URL"
 mkdir -p "$HOME"
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=1"
 
@@ -92,6 +96,7 @@ cleanup() {
     fl schedule rm "$NAME" >/dev/null 2>&1 || true
     for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    drop_own_db
     if [[ $rc -ne 0 && -n ${KEEP_T:-} ]]; then
         echo "sandbox kept: $T" >&2
     else
@@ -134,11 +139,11 @@ for _ in $(seq 1 100); do [[ -s $T/sim.port ]] && break; sleep 0.05; done
 [[ -s $T/sim.port ]] || fail "the simulator did not start"
 UP=$(cat "$T/sim.port")
 for d in 1 2; do
-    fl serve --listen 127.0.0.1:0 2>"$T/serve$d.log" &
+    "$BIN" --db "$DBURL" serve --listen 127.0.0.1:0 2>"$T/serve$d.log" &
     PIDS+=($!)
     port_from_log "$T/serve$d.log" $! >/dev/null
 done
-fl gateway "$P" --upstream "http://127.0.0.1:$UP" --listen 127.0.0.1:0 --drain-timeout 20s \
+"$BIN" --db "$DBURL" gateway "$P" --upstream "http://127.0.0.1:$UP" --listen 127.0.0.1:0 --drain-timeout 20s \
     2>"$T/gateway.log" &
 PIDS+=($!)
 GW=$(port_from_log "$T/gateway.log" $!)

@@ -56,15 +56,52 @@ code=$(curl -sS -I -o /dev/null -w '%{http_code}' "$U/head?chunks=1")
 curl -sS -0 -o "$T/b3" "$U/old?chunks=3&delay_ms=20"
 [[ $(grep -c '^chunk ' "$T/b3") -eq 3 ]] || fail "HTTP/1.0 client: $(cat "$T/b3")"
 # Three at once over --upstream-connections 1: queued, all served.
+QP=()
 for i in 1 2 3; do
     curl -sS -o "$T/q$i" -w '%{http_code}\n' "$U/queue?chunks=2&delay_ms=100" >"$T/q$i.code" &
+    QP+=($!)
 done
-wait
+wait "${QP[@]}"
 for i in 1 2 3; do
     [[ $(cat "$T/q$i.code") == 200 ]] || fail "queued request $i: $(cat "$T/q$i.code")"
 done
 grep -q 'fleetlease_gateway_upstream_connections{use="idle"} 1' <(curl -s "$U/_fleet/metrics") ||
     fail "upstream connections: $(curl -s "$U/_fleet/metrics" | grep upstream_conn)"
+
+step "chunked request bodies, Expect: 100-continue, pipelining, a slow reader of a big body"
+seq 1 2000 >"$T/big"
+curl -sS -o "$T/b11" -X POST -H 'Transfer-Encoding: chunked' --data-binary @"$T/big" "$U/echo?echo=1"
+grep -q "^body-bytes: $(wc -c <"$T/big")$" "$T/b11" || fail "chunked body: $(cat "$T/b11")"
+curl -sS -o "$T/b12" -X PUT -H 'Expect: 100-continue' --data-binary @"$T/big" "$U/echo?echo=1"
+grep -q "^body-bytes: $(wc -c <"$T/big")$" "$T/b12" || fail "100-continue body: $(cat "$T/b12")"
+# Two requests in one write; both answers come back, in order.
+exec 3<>"/dev/tcp/127.0.0.1/$GA"
+printf 'GET /p1?chunks=2&delay_ms=50 HTTP/1.1\r\nHost: x\r\n\r\nGET /p2?chunks=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3
+timeout 5 cat <&3 >"$T/pipe" || true
+exec 3<&-
+[[ $(grep -c '^HTTP/1.1 200' "$T/pipe") -eq 2 ]] || fail "pipelined answers: $(cat "$T/pipe")"
+grep -n 'chunk 1/1' "$T/pipe" | grep -q . || fail "second pipelined answer missing"
+# 40000 pieces of 64 bytes (2.5 MB) read at 1 MB/s: backpressure, nothing lost.
+curl -sS -o "$T/b13" --limit-rate 1M "$U/big?chunks=40000"
+[[ $(wc -c <"$T/b13") -eq 2560000 ]] || fail "big body through a slow reader: $(wc -c <"$T/b13") bytes"
+
+step "malformed requests: 400, 431, 505, and no smuggling"
+raw() { # send $1 raw, print the status line
+    exec 3<>"/dev/tcp/127.0.0.1/$GA"
+    printf '%b' "$1" >&3
+    timeout 5 head -n1 <&3 | tr -d '\r'
+    exec 3<&-
+}
+[[ $(raw 'GARBAGE\r\n\r\n') == 'HTTP/1.1 400 Bad Request' ]] || fail "garbage request line"
+[[ $(raw 'GET / HTTP/2.0\r\nHost: x\r\n\r\n') == 'HTTP/1.1 505 HTTP Version Not Supported' ]] ||
+    fail "HTTP/2.0 request line"
+[[ $(raw 'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n') == 'HTTP/1.1 400 Bad Request' ]] ||
+    fail "Content-Length with Transfer-Encoding was accepted"
+[[ $(raw 'GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n') == 'HTTP/1.1 400 Bad Request' ]] || fail "obs-fold"
+[[ $(raw 'GET / HTTP/1.1\r\n\r\n') == 'HTTP/1.1 400 Bad Request' ]] || fail "HTTP/1.1 without Host"
+big_hdr=$(head -c 70000 /dev/zero | tr '\0' a)
+[[ $(raw "GET / HTTP/1.1\r\nHost: x\r\nX-Big: $big_hdr\r\n\r\n") == 'HTTP/1.1 431 Request Header Fields Too Large' ]] ||
+    fail "a 70 KB header"
 
 step "400 for malformed X-Fleet headers, 405 for TRACE, the local endpoints"
 code=$(curl -sS -o "$T/b4" -w '%{http_code}' -H 'X-Fleet-Lease: nope' "$U/x")
@@ -95,7 +132,9 @@ curl -sS -N -o "$T/b9" "$U/x?chunks=5&delay_ms=100&close_after=2" 2>"$T/b9.err"
 rc=$?
 set -e
 ((rc != 0)) || fail "a body cut mid-way looked complete to the client"
-[[ $(grep -c '^chunk ' "$T/b9") -eq 2 ]] || fail "pieces before the cut: $(cat "$T/b9")"
+# The stub hangs up right after its second piece, which may not leave its
+# buffer: one or two pieces reach the client, then the cut.
+grep -q '^chunk 1/5' "$T/b9" || fail "pieces before the cut: $(cat "$T/b9")"
 # A gateway whose upstream refuses connections.
 GW_UPSTREAM_PORT=1 start_gateway dead
 code=$(curl -sS -o "$T/b10" -w '%{http_code}' "http://127.0.0.1:${GW_PORT[dead]}/x")
@@ -112,8 +151,8 @@ sleep 1.5
 st=$(curl -s "$U/_fleet/status")
 jq -e '.foreign_in_flight == 0 and .requests_open == 0' <<<"$st" >/dev/null ||
     fail "still in flight after the clients left: $st"
-curl -s "$U/_fleet/metrics" | grep -q '^fleetlease_gateway_client_aborts_total [2-9]' ||
-    fail "client aborts: $(curl -s "$U/_fleet/metrics" | grep aborts)"
+aborts=$(curl -s "$U/_fleet/metrics" | awk '$1 == "fleetlease_gateway_client_aborts_total" { print $2 }')
+((aborts >= 2)) || fail "client aborts counted: $aborts, want at least 2"
 
 step "--drain-timeout: a long foreign request is cut off, the exclusive granted anyway"
 curl -sS -N -o "$T/long" -H 'X-Fleet-Writer: slow' "$U/x?chunks=6&delay_ms=500" &
@@ -126,7 +165,7 @@ rc=$?
 set -e
 cat "$T/run.err" >&2
 [[ $rc -eq 0 ]] || fail "run exited $rc"
-grep -q "2 gateways\|1 gateway, final): concurrent_foreign_requests=0 foreign_in_flight_at_grant=1 foreign_refused=0 foreign_cut_off=1 " "$T/run.err" ||
+grep -q "1 gateway, final): concurrent_foreign_requests=0 foreign_in_flight_at_grant=1 foreign_refused=0 foreign_cut_off=1 " "$T/run.err" ||
     fail "report after a drain timeout: $(grep isolation "$T/run.err")"
 wait "$LONG" || fail "the cut-off request did not complete"
 [[ $(grep -c '^chunk ' "$T/long") -eq 6 ]] || fail "cut-off request body: $(cat "$T/long")"

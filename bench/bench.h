@@ -112,6 +112,7 @@ int bn_cell_http(const bn_opts *o);        /* fleetlease serve: the fl-ops phase
 int bn_cell_contention(const bn_opts *o);
 int bn_cell_wakeup(const bn_opts *o);
 int bn_cell_scale(const bn_opts *o);
+int bn_cell_gwcheck(const bn_opts *o);     /* the gateway's per-request fl_check_cached */
 int bn_cell_profile(const bn_opts *o);     /* a fixed count of ops, for callgrind */
 int bn_report(int argc, char **argv);
 

@@ -27,6 +27,7 @@ static const struct {
     {"contention", bn_cell_contention, "N racers for one provider: time to grant, calls/grant"},
     {"wakeup", bn_cell_wakeup, "release -> waiting acquirer's grant"},
     {"scale", bn_cell_scale, "check and sweep with --n live leases"},
+    {"gwcheck", bn_cell_gwcheck, "the gateway's per-request check (fl_check_cached), ns"},
     {"profile", bn_cell_profile, "--n fixed cycles in one process (for callgrind)"},
 };
 

@@ -289,6 +289,11 @@ for n in $scale_ns; do
   flb scale --url "$SQ_DIR/scale-$n.db" --key scale.sq --n "$n" --secs "$SECS" --run-id "$RUN_ID"
 done
 
+say "gateway cached check"
+# In-process (no server involved: the cache answers), pinned so the CPU
+# does not change under the loop.  SQLite only primes the cache.
+PIN=1 flb gwcheck --url "$SQ_DIR/gwcheck.db" --key gwcheck --secs "$SECS" --run-id "$RUN_ID"
+
 # ---- gateway overhead (wrk) ------------------------------------------------------
 
 # wrk's latency distribution in µs: "50%  38.00us" -> R line.

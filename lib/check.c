@@ -19,12 +19,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* The memory cache is bounded: a daemon checking many providers keeps the
- * most recent ones; older entries are dropped (their files remain). */
+/*
+ * The memory cache: the last state read per provider, in a hash table
+ * (chained, doubled when it holds more entries than buckets) with a
+ * recency list, so a lookup costs one hash of the provider id and a short
+ * chain whatever the number of providers a daemon checks.  It is bounded:
+ * past CACHE_MAX the least recently refreshed entry is dropped (its file
+ * remains).  The gateway admits every request through a lookup here, so
+ * this is the per-request cost of enforcement (bench: gwcheck).
+ */
 #define CACHE_MAX 4096
+#define CACHE_MIN_BUCKETS 16
 
-struct fl__cache {
-    struct fl__cache *next;
+struct fl__entry {
+    struct fl__entry *hnext;          /* bucket chain */
+    struct fl__entry *newer, *older;  /* recency list */
+    uint32_t hash;
     char provider[FL_PROVIDER_MAX + 1];
     fl_lease *rows;
     size_t n;
@@ -33,24 +43,111 @@ struct fl__cache {
     int on_disk;    /* the file holds these rows (times advance together) */
 };
 
-static void entry_free(struct fl__cache *c)
+struct fl__cache {
+    struct fl__entry **bucket;
+    size_t nbuckets;                  /* a power of two */
+    size_t count;
+    struct fl__entry *newest, *oldest;
+};
+
+static uint32_t hash_of(const char *s)
 {
-    if (c) {
-        free(c->rows);
-        free(c);
+    uint32_t h = 2166136261u;         /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+static void entry_free(struct fl__entry *e)
+{
+    if (e) {
+        free(e->rows);
+        free(e);
     }
 }
 
 void fl__cache_free(fl_store *st)
 {
     struct fl__cache *c = st ? st->cache : NULL;
-    while (c) {
-        struct fl__cache *next = c->next;
-        entry_free(c);
-        c = next;
+    if (!c)
+        return;
+    for (struct fl__entry *e = c->newest, *next; e; e = next) {
+        next = e->older;
+        entry_free(e);
     }
-    if (st)
-        st->cache = NULL;
+    free(c->bucket);
+    free(c);
+    st->cache = NULL;
+}
+
+static struct fl__entry *cache_find(const struct fl__cache *c, const char *provider)
+{
+    if (!c || !c->count)
+        return NULL;
+    uint32_t h = hash_of(provider);
+    for (struct fl__entry *e = c->bucket[h & (c->nbuckets - 1)]; e; e = e->hnext)
+        if (e->hash == h && strcmp(e->provider, provider) == 0)
+            return e;
+    return NULL;
+}
+
+static void list_unlink(struct fl__cache *c, struct fl__entry *e)
+{
+    *(e->newer ? &e->newer->older : &c->newest) = e->older;
+    *(e->older ? &e->older->newer : &c->oldest) = e->newer;
+    e->newer = e->older = NULL;
+}
+
+static void list_push(struct fl__cache *c, struct fl__entry *e)
+{
+    e->newer = NULL;
+    e->older = c->newest;
+    *(c->newest ? &c->newest->newer : &c->oldest) = e;
+    c->newest = e;
+}
+
+static void cache_remove(struct fl__cache *c, struct fl__entry *e)
+{
+    struct fl__entry **pp = &c->bucket[e->hash & (c->nbuckets - 1)];
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    list_unlink(c, e);
+    c->count--;
+    entry_free(e);
+}
+
+/* Link a new entry in as the newest; on allocation failure the entry is
+ * freed (a cache miss later, never an error of the check). */
+static struct fl__entry *cache_insert(fl_store *st, struct fl__entry *e)
+{
+    struct fl__cache *c = st->cache;
+    if (!c && (c = st->cache = calloc(1, sizeof *c)) == NULL)
+        goto fail;
+    if (c->count >= c->nbuckets) {
+        size_t nb = c->nbuckets ? 2 * c->nbuckets : CACHE_MIN_BUCKETS;
+        struct fl__entry **b = calloc(nb, sizeof *b);
+        if (!b)
+            goto fail;
+        for (struct fl__entry *x = c->newest; x; x = x->older) {
+            x->hnext = b[x->hash & (nb - 1)];
+            b[x->hash & (nb - 1)] = x;
+        }
+        free(c->bucket);
+        c->bucket = b;
+        c->nbuckets = nb;
+    }
+    e->hash = hash_of(e->provider);
+    e->hnext = c->bucket[e->hash & (c->nbuckets - 1)];
+    c->bucket[e->hash & (c->nbuckets - 1)] = e;
+    list_push(c, e);
+    c->count++;
+    if (c->count > CACHE_MAX)  /* drop the least recently refreshed */
+        cache_remove(c, c->oldest);
+    return e;
+fail:
+    entry_free(e);
+    return NULL;
 }
 
 int fl_set_cache_dir(fl_store *st, const char *dir)
@@ -106,7 +203,7 @@ static int cache_path(const fl_store *st, const char *provider, char *buf, size_
  *   <mode> <state> <fence> <ttl_ms> <acquired> <heartbeat> <expires> <holder> <purpose>
  * Tokens are never written: a stale answer matches holders by name only.
  */
-static void cache_write_file(const fl_store *st, const struct fl__cache *c)
+static void cache_write_file(const fl_store *st, const struct fl__entry *c)
 {
     char path[4096], tmp[4200];
     if (!st->cache_dir || cache_path(st, c->provider, path, sizeof path) != 0)
@@ -129,7 +226,7 @@ static void cache_write_file(const fl_store *st, const struct fl__cache *c)
         unlink(tmp);
 }
 
-static struct fl__cache *cache_read_file(const fl_store *st, const char *provider)
+static struct fl__entry *cache_read_file(const fl_store *st, const char *provider)
 {
     char path[4096];
     if (!st->cache_dir || cache_path(st, provider, path, sizeof path) != 0)
@@ -137,7 +234,7 @@ static struct fl__cache *cache_read_file(const fl_store *st, const char *provide
     FILE *f = fopen(path, "r");
     if (!f)
         return NULL;
-    struct fl__cache *c = calloc(1, sizeof *c);
+    struct fl__entry *c = calloc(1, sizeof *c);
     char line[2048];
     long long now = 0, mono = 0;
     size_t n = 0;
@@ -186,21 +283,21 @@ bad:
 static void cache_put(fl_store *st, const char *provider, fl_lease *rows, size_t n,
                       int64_t now)
 {
-    struct fl__cache **pp = &st->cache, *c = NULL;
-    size_t count = 0;
-    for (; *pp; pp = &(*pp)->next, count++)
-        if (strcmp((*pp)->provider, provider) == 0) {
-            c = *pp;
-            *pp = c->next;
-            break;
-        }
-    if (!c) {
+    struct fl__entry *c = cache_find(st->cache, provider);
+    if (c) {
+        list_unlink(st->cache, c);
+        list_push(st->cache, c);
+    } else {
         c = calloc(1, sizeof *c);
         if (!c) {
             free(rows);
             return;
         }
         fl__copy(c->provider, sizeof c->provider, provider);
+        if (!cache_insert(st, c)) {
+            free(rows);
+            return;
+        }
     }
     /* The file only needs rewriting when the rows change: the stale
      * estimate is store time at the read + monotonic time since, and both
@@ -213,38 +310,25 @@ static void cache_put(fl_store *st, const char *provider, fl_lease *rows, size_t
     c->n = n;
     c->store_now_ms = now;
     c->mono_ms = fl__mono_ms();
-    c->next = st->cache;
-    st->cache = c;
     if (!same && st->cache_dir) {
         cache_write_file(st, c);
         c->on_disk = 1;
     }
-    if (count >= CACHE_MAX) {  /* drop the least recently refreshed */
-        struct fl__cache **q = &st->cache;
-        while ((*q)->next)
-            q = &(*q)->next;
-        entry_free(*q);
-        *q = NULL;
-    }
 }
 
-static struct fl__cache *cache_get(fl_store *st, const char *provider)
+static struct fl__entry *cache_get(fl_store *st, const char *provider)
 {
-    for (struct fl__cache *c = st->cache; c; c = c->next)
-        if (strcmp(c->provider, provider) == 0)
-            return c;
-    struct fl__cache *c = cache_read_file(st, provider);
-    if (c) {
-        c->next = st->cache;
-        st->cache = c;
-    }
-    return c;
+    struct fl__entry *c = cache_find(st->cache, provider);
+    if (c)
+        return c;
+    c = cache_read_file(st, provider);
+    return c ? cache_insert(st, c) : NULL;
 }
 
 static void stale_verdict(fl_store *st, const char *provider, const char *writer,
                           const char *token, const char *why, fl_verdict *out)
 {
-    struct fl__cache *c = cache_get(st, provider);
+    struct fl__entry *c = cache_get(st, provider);
     int64_t mono = fl__mono_ms();
     if (c && mono >= c->mono_ms) {
         int64_t est_now = c->store_now_ms + (mono - c->mono_ms);
@@ -315,15 +399,13 @@ int fl_check_cached(fl_store *st, const char *provider, const char *writer, cons
     if (!st || !provider || !out || max_age_ms <= 0)
         return fl_check(st, provider, writer, token, out);
     int64_t mono = fl__mono_ms();
-    for (struct fl__cache *c = st->cache; c; c = c->next) {
-        if (strcmp(c->provider, provider) != 0)
-            continue;
-        if (mono < c->mono_ms || mono - c->mono_ms > max_age_ms)
-            break;
+    const struct fl__entry *c = cache_find(st->cache, provider);
+    if (c && mono >= c->mono_ms && mono - c->mono_ms <= max_age_ms) {
         /* Validate exactly as fl_check does: the fast path must not be a
          * way around the input rules. */
-        char e[FL_MESSAGE_MAX] = "";
+        char e[FL_MESSAGE_MAX];
         int rc = FL_OK;
+        e[0] = '\0';
         if (writer)
             rc = fl_validate_text("writer", writer, e, sizeof e);
         if (rc == FL_OK && token && *token)

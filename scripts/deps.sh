@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libsqlite3-dev libpq-dev libevent-dev
       libjansson-dev libcmocka-dev libssl-dev sqlite3 jq)
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(postgresql-15 procps psmisc curl chromium nginx clang libclang-rt-14-dev man-db systemd)
+  pkgs+=(postgresql-15 procps psmisc curl chromium nginx clang libclang-rt-14-dev man-db systemd wrk)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

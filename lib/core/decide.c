@@ -154,14 +154,15 @@ void fl__refusal(const fl_lease *blocker, fl_pstate state, int shared_count,
     until(blocker->expires_at_ms, when);
     /* One format for every refusal, so that writers and operators can rely
      * on its prefix; the state only adds a suffix. */
-    char suffix[64] = "";
+    char suffix[64];
+    suffix[0] = '\0';
     if (state == FL_PSTATE_DRAINING)
-        fl__fmt(suffix, sizeof suffix, " (draining: exclusive pending)");
+        fl__copy(suffix, sizeof suffix, " (draining: exclusive pending)");
     else if (state == FL_PSTATE_SHARED)
         fl__fmt(suffix, sizeof suffix, " (shared by %d holder%s)", shared_count,
                 shared_count == 1 ? "" : "s");
-    fl__fmt(v->message, sizeof v->message, "host leased for %s by %s until %s%s",
-            blocker->purpose, blocker->holder, when, suffix);
+    fl__cat(v->message, sizeof v->message, "host leased for ", blocker->purpose, " by ",
+            blocker->holder, " until ", when, suffix, (char *)NULL);
 }
 
 void fl__verdict(const fl_lease *rows, size_t n, int64_t now_ms,
@@ -188,8 +189,8 @@ void fl__verdict(const fl_lease *rows, size_t n, int64_t now_ms,
             v->allowed = 1;
             v->state = FL_PSTATE_EXCLUSIVE;
             until(sc.excl->expires_at_ms, when);
-            fl__fmt(v->message, sizeof v->message, "leased to you (%s) until %s",
-                    sc.excl->holder, when);
+            fl__cat(v->message, sizeof v->message, "leased to you (", sc.excl->holder,
+                    ") until ", when, (char *)NULL);
         } else {
             fl__refusal(sc.excl, FL_PSTATE_EXCLUSIVE, sc.shared_count, now_ms, v);
         }
@@ -205,6 +206,6 @@ void fl__verdict(const fl_lease *rows, size_t n, int64_t now_ms,
         fl__fmt(v->message, sizeof v->message, "shared by %d holder(s)", sc.shared_count);
     } else {
         v->state = FL_PSTATE_FREE;
-        fl__fmt(v->message, sizeof v->message, "free");
+        fl__copy(v->message, sizeof v->message, "free");
     }
 }

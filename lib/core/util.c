@@ -21,6 +21,25 @@ void fl__fmt(char *err, size_t len, const char *fmt, ...)
     va_end(ap);
 }
 
+void fl__cat(char *dst, size_t len, ...)
+{
+    va_list ap;
+    size_t j = 0;
+
+    if (!dst || len == 0)
+        return;
+    va_start(ap, len);
+    for (const char *s = va_arg(ap, const char *); s; s = va_arg(ap, const char *)) {
+        size_t n = strlen(s);
+        if (n > len - 1 - j)
+            n = len - 1 - j;
+        memcpy(dst + j, s, n);
+        j += n;
+    }
+    va_end(ap);
+    dst[j] = '\0';
+}
+
 int fl__copy(char *dst, size_t cap, const char *src)
 {
     size_t n;

@@ -349,6 +349,32 @@ int fl_parse_mode(const char *s, fl_mode *mode, char *err, size_t errlen)
 
 /* ---- time ------------------------------------------------------------ */
 
+/* Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's
+ * days_from_civil inverse: 400-year eras of 146097 days). */
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+static char *put_digits(char *p, unsigned v, int width)
+{
+    for (int i = width - 1; i >= 0; i--, v /= 10)
+        p[i] = (char)('0' + v % 10);
+    return p + width;
+}
+
+/* Years 0-9999 are written by hand: every refusal and every check message
+ * carries a time, and gmtime_r + snprintf cost more than the rest of a
+ * cached check (bench gwcheck).  Other years take the general path;
+ * tests/unit compares the two over random instants. */
 int fl_format_time(int64_t ms, char *buf, size_t len)
 {
     int64_t secs = ms / 1000, frac = ms % 1000;
@@ -365,6 +391,31 @@ int fl_format_time(int64_t ms, char *buf, size_t len)
     if (frac < 0) {
         frac += 1000;
         secs -= 1;
+    }
+    if (secs >= -62167219200LL && secs <= 253402300799LL) {  /* 0000-01-01 .. 9999-12-31 */
+        int64_t days = secs / 86400, sod = secs % 86400, y;
+        unsigned mo, d;
+        if (sod < 0) {
+            sod += 86400;
+            days -= 1;
+        }
+        civil_from_days(days, &y, &mo, &d);
+        char *p = put_digits(buf, (unsigned)y, 4);
+        *p++ = '-';
+        p = put_digits(p, mo, 2);
+        *p++ = '-';
+        p = put_digits(p, d, 2);
+        *p++ = 'T';
+        p = put_digits(p, (unsigned)(sod / 3600), 2);
+        *p++ = ':';
+        p = put_digits(p, (unsigned)(sod / 60 % 60), 2);
+        *p++ = ':';
+        p = put_digits(p, (unsigned)(sod % 60), 2);
+        *p++ = '.';
+        p = put_digits(p, (unsigned)frac, 3);
+        *p++ = 'Z';
+        *p = '\0';
+        return FL_OK;
     }
     t = (time_t)secs;
     if ((int64_t)t != secs || !gmtime_r(&t, &tm)) {

@@ -1631,6 +1631,38 @@ static void test_C08_connection_bound(void **state)
     assert_int_equal(v.allowed, 1);
 }
 
+/* The check cache is a bounded hash table: the state of a provider read
+ * thousands of checks ago (and the tables regrown since) still answers
+ * while the store is unreachable; past the bound, the least recently
+ * refreshed provider is dropped and a check of it fails open.  Run in a
+ * child whose "read" fault points 4097 and 4099 fail (counters are per
+ * process); the child prints "ok" or what went wrong. */
+#define CACHE_BOUND 4096
+static void test_check_cache_bound(void **state)
+{
+#ifndef FL_TEST_DEBUG_HOOKS
+    (void)state;
+    print_message("the cache bound test needs FLEETLEASE_DEBUG_FAULTS (-DFL_DEBUG_HOOKS=ON)\n");
+    skip();
+#else
+    tc *t = *state;
+    fl_lease a = acq(t->st, t->p, "bench-A", FL_EXCLUSIVE, 60000);
+    char *argv[] = {"test_store", "--child", "cache-bound", t->p, NULL};
+    const char *env[] = {"FLEETLEASE_DEBUG_FAULTS=read=4097,4099", NULL};
+    int rfd;
+    char out[1024];
+    pid_t pid = ts_spawn_self(argv, env, &rfd);
+    ts_read_text(rfd, out, sizeof out);
+    close(rfd);
+    int st = ts_wait(pid);
+    if (st != 0 || strncmp(out, "ok", 2) != 0) {
+        print_error("cache-bound exited %d: %s\n", st, out);
+        fail();
+    }
+    release(t->st, &a);
+#endif
+}
+
 /* C11 runs in re-exec'd children so that FLEETLEASE_DEBUG_FAULTS is read by
  * a fresh process (fault counters are per process). */
 static void test_C11_transient_vs_lost(void **state)
@@ -2047,6 +2079,55 @@ static int child_c11(int argc, char **argv, int lost_mode)
     _exit(0);
 }
 
+/* See test_check_cache_bound: one "read" per fl_check; reads 4097 and
+ * 4099 fail. */
+static int child_cache_bound(int argc, char **argv)
+{
+    if (argc < 2)
+        return 2;
+    const char *p = argv[1];
+    fl_store *st = ts_open();
+    fl_verdict v;
+    char q[FL_PROVIDER_MAX + 1];
+    int rc = fl_check(st, p, "other", NULL, &v);           /* read 1 */
+    if (rc != FL_OK || v.allowed) {
+        printf("fail: first check rc %d allowed %d\n", rc, v.allowed);
+        return 1;
+    }
+    for (int i = 0; i < CACHE_BOUND - 1; i++) {               /* reads 2..4096 */
+        snprintf(q, sizeof q, "%.100s.c%d", p, i);
+        rc = fl_check(st, q, "other", NULL, &v);
+        if (rc != FL_OK || !v.allowed || v.stale) {
+            printf("fail: check of %s rc %d allowed %d stale %d\n", q, rc, v.allowed, v.stale);
+            return 1;
+        }
+    }
+    rc = fl_check(st, p, "other", NULL, &v);               /* read 4097 fails */
+    if (rc != FL_OK || !v.stale || v.allowed || v.fail_open ||
+        strcmp(v.blocker.holder, "bench-A") != 0) {
+        printf("fail: stale check after %d others: rc %d stale %d allowed %d fail_open %d "
+               "holder '%s': %s\n", CACHE_BOUND - 1, rc, v.stale, v.allowed, v.fail_open,
+               v.blocker.holder, v.message);
+        return 1;
+    }
+    snprintf(q, sizeof q, "%.100s.last", p);
+    rc = fl_check(st, q, "other", NULL, &v);               /* read 4098: drops p */
+    if (rc != FL_OK || v.stale) {
+        printf("fail: check of %s rc %d stale %d\n", q, rc, v.stale);
+        return 1;
+    }
+    rc = fl_check(st, p, "other", NULL, &v);               /* read 4099 fails */
+    if (rc != FL_OK || !v.stale || !v.allowed || !v.fail_open ||
+        strstr(v.message, "no state known") == NULL) {
+        printf("fail: past the bound: rc %d stale %d allowed %d fail_open %d: %s\n", rc,
+               v.stale, v.allowed, v.fail_open, v.message);
+        return 1;
+    }
+    fl_close(st);
+    printf("ok\n");
+    return 0;
+}
+
 static int child_main(int argc, char **argv)
 {
     if (argc >= 1 && strcmp(argv[0], "acquire") == 0)
@@ -2055,6 +2136,8 @@ static int child_main(int argc, char **argv)
         return child_c11(argc, argv, 0);
     if (argc >= 1 && strcmp(argv[0], "c11-lost") == 0)
         return child_c11(argc, argv, 1);
+    if (argc >= 1 && strcmp(argv[0], "cache-bound") == 0)
+        return child_cache_bound(argc, argv);
     fprintf(stderr, "unknown child mode\n");
     return 2;
 }
@@ -2085,6 +2168,7 @@ int main(int argc, char **argv)
         T(test_sweep),
         T(test_check_verdicts),
         T(test_check_cached),
+        T(test_check_cache_bound),
         T(test_isolation_report),
         T(test_acquire_cancel),
         T(test_schedules),

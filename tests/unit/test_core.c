@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -833,6 +834,37 @@ static void test_format_time(void **state)
     assert_string_equal(buf, "");
     assert_int_equal(fl_format_time(253402300800000LL, buf, sizeof buf), FL_OK);
     assert_string_equal(buf, "10000-01-01T00:00:00.000Z");
+
+    /* Years 0-9999 are formatted by hand: they must agree with gmtime_r
+     * everywhere, including around the edges of days, leap years and
+     * centuries.  Random instants over the whole range, and instants
+     * one millisecond either side of midnights. */
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    const int64_t lo = -62167219200000LL, span = 253402300799999LL - lo + 1;
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int64_t ms = lo + (int64_t)(x % (uint64_t)span);
+        if (i % 2)
+            ms = ms - ((ms % 86400000) + 86400000) % 86400000 + (i % 4 == 1 ? -1 : 0);
+        if (ms < lo)
+            continue;
+        int64_t s = ms / 1000, f = ms % 1000;
+        if (f < 0) {
+            f += 1000;
+            s -= 1;
+        }
+        time_t tt = (time_t)s;
+        struct tm tm;
+        char want[64];
+        assert_non_null(gmtime_r(&tt, &tm));
+        snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)f);
+        assert_int_equal(fl_format_time(ms, buf, sizeof buf), FL_OK);
+        if (strcmp(buf, want) != 0) {
+            print_error("ms %lld: got %s, want %s\n", (long long)ms, buf, want);
+            fail();
+        }
+    }
 }
 
 /* ---- util ------------------------------------------------------------------ */

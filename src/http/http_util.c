@@ -198,5 +198,14 @@ void srv_reply_error(srv *s, struct evhttp_request *req, int code, const char *i
         json_object_set_new(o, "error", json_string(id));
         json_object_set_new(o, "message", cli_jstr(msg));
     }
+    /* The reason in a header too, as for a refused check: nginx
+     * auth_request passes only headers of a 401/403 on to its client.  A
+     * message may quote input; control bytes would break the header. */
+    char hdr[sizeof msg];
+    size_t j = 0;
+    for (const char *p = msg; *p && j + 1 < sizeof hdr; p++)
+        hdr[j++] = ((unsigned char)*p < 0x20 || *p == 0x7f) ? '?' : *p;
+    hdr[j] = '\0';
+    evhttp_add_header(evhttp_request_get_output_headers(req), "X-Fleet-Message", hdr);
     srv_reply_json(s, req, code, o);
 }

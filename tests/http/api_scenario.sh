@@ -277,12 +277,14 @@ req GET "/v1/providers/$P/check" "${A[@]}"
 expect_code 423
 req GET "/v1/providers/$P/check?writer=bench-1" "${A[@]}"
 expect_code 403
+[[ $(hdr X-Fleet-Message) == writer:*router-3* ]] || fail "403 without the reason in X-Fleet-Message: '$(hdr X-Fleet-Message)'"
 req GET "/v1/providers/$P/check" "${B[@]}"
 expect_code 200
 req GET "/v1/auth?provider=$P" "${A[@]}"
 expect_code 403
 req GET "/v1/auth?provider=$P"
 expect_code 401
+[[ -n $(hdr X-Fleet-Message) ]] || fail "401 of /v1/auth without X-Fleet-Message (nginx shows only headers)"
 req DELETE "/v1/leases/$TB" "${A[@]}"
 expect_code 200
 req GET /metrics "${A[@]}"

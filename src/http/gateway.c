@@ -124,77 +124,6 @@ static int on_opt(cli_ctx *ctx, void *self, int opt, const char *arg)
 
 /* ---- option values -------------------------------------------------------- */
 
-static int parse_int(const cli_ctx *ctx, const char *name, const char *v, long long lo,
-                     long long hi, long long *out)
-{
-    char q[160];
-    long long n = 0;
-    int ok = v && v[0] && strlen(v) <= 12;
-    for (const char *p = v; ok && *p; p++) {
-        if (!isdigit((unsigned char)*p))
-            ok = 0;
-        else
-            n = n * 10 + (*p - '0');
-    }
-    if (!ok || n < lo || n > hi)
-        return cli_usage_error(ctx, "%s: must be an integer between %lld and %lld, got \"%s\"",
-                               name, lo, hi, cli_quote(q, sizeof q, v ? v : "", 32));
-    *out = n;
-    return 0;
-}
-
-static int parse_dur(const cli_ctx *ctx, const char *name, const char *v, int64_t lo, int64_t hi,
-                     int64_t *out)
-{
-    char err[FL_MESSAGE_MAX], q[160];
-    int64_t ms = 0;
-    if (fl_parse_duration(v, &ms, err, sizeof err) != FL_OK)
-        return cli_usage_error(ctx, "%s: %s", name, err);
-    if (ms < lo || ms > hi)
-        return cli_usage_error(ctx, "%s: must be between %lldms and %llds, got \"%s\"", name,
-                               (long long)lo, (long long)(hi / 1000),
-                               cli_quote(q, sizeof q, v, 32));
-    *out = ms;
-    return 0;
-}
-
-/* "HOST:PORT" or "[V6]:PORT" into host and port; `field` names the option. */
-static int split_hostport(const cli_ctx *ctx, const char *field, const char *v, char *host,
-                          size_t hl, long long *port, int port_optional)
-{
-    char q[160];
-    const char *hs = v, *he, *colon;
-    if (v[0] == '[') {
-        hs = v + 1;
-        he = strchr(hs, ']');
-        if (!he || (he[1] != ':' && !(port_optional && he[1] == '\0')))
-            return cli_usage_error(ctx, "%s: must be HOST:PORT or [IPV6]:PORT, got \"%s\"", field,
-                                   cli_quote(q, sizeof q, v, 64));
-        colon = he[1] == ':' ? he + 1 : NULL;
-    } else {
-        colon = strrchr(v, ':');
-        if (colon && memchr(v, ':', (size_t)(colon - v)))
-            return cli_usage_error(ctx, "%s: IPv6 addresses go in brackets ([::1]:8080), got \"%s\"",
-                                   field, cli_quote(q, sizeof q, v, 64));
-        if (!colon && !port_optional)
-            return cli_usage_error(ctx, "%s: must be HOST:PORT, got \"%s\"", field,
-                                   cli_quote(q, sizeof q, v, 64));
-        he = colon ? colon : v + strlen(v);
-    }
-    size_t n = (size_t)(he - hs);
-    if (n == 0 || n >= hl)
-        return cli_usage_error(ctx, "%s: host must be 1-%zu bytes, got %zu", field, hl - 1, n);
-    memcpy(host, hs, n);
-    host[n] = '\0';
-    if (!colon) {
-        *port = 80;
-        return 0;
-    }
-    char pf[64];
-    snprintf(pf, sizeof pf, "%s: port", field);
-    return parse_int(ctx, pf, colon + 1, port_optional ? 1 : 0, 65535, port);
-}
-
 /* http://HOST[:PORT][/]: resolved once, to a numeric address, here. */
 static int parse_upstream(const cli_ctx *ctx, const char *v, gw_opts *o)
 {
@@ -218,7 +147,7 @@ static int parse_upstream(const cli_ctx *ctx, const char *v, gw_opts *o)
                                cli_quote(q, sizeof q, v, 64));
     memcpy(hp, rest, n);
     hp[n] = '\0';
-    int rc = split_hostport(ctx, "upstream", hp, host, sizeof host, &port, 1);
+    int rc = srv_opt_hostport(ctx, "upstream", hp, host, sizeof host, &port, 1);
     if (rc)
         return rc;
     struct addrinfo hints, *res = NULL;
@@ -254,7 +183,7 @@ static int setup_opts(cli_ctx *ctx, const gw_raw *raw, const char *provider, gw_
         return cli_usage_error(ctx, "missing --listen HOST:PORT: where writers connect");
     if ((rc = parse_upstream(ctx, raw->upstream, o)) != 0)
         return rc;
-    if ((rc = split_hostport(ctx, "listen", raw->listen, o->listen_host, sizeof o->listen_host,
+    if ((rc = srv_opt_hostport(ctx, "listen", raw->listen, o->listen_host, sizeof o->listen_host,
                              &o->listen_port, 0)) != 0)
         return rc;
     if (raw->name) {
@@ -272,27 +201,28 @@ static int setup_opts(cli_ctx *ctx, const gw_raw *raw, const char *provider, gw_
     o->upstream_conns = 256;
     o->access_log = raw->access_log;
     if (raw->drain &&
-        (rc = parse_dur(ctx, "drain-timeout", raw->drain, 0, FL_TTL_MAX_MS, &o->drain_timeout_ms)))
+        (rc = srv_opt_dur(ctx, "drain-timeout", raw->drain, 0, FL_TTL_MAX_MS, 0,
+                          &o->drain_timeout_ms)))
         return rc;
-    if (raw->lease_ttl && (rc = parse_dur(ctx, "lease-ttl", raw->lease_ttl, 3000, 3600000,
-                                          &o->lease_ttl_ms)))
+    if (raw->lease_ttl && (rc = srv_opt_dur(ctx, "lease-ttl", raw->lease_ttl, 3000, 3600000, 0,
+                                            &o->lease_ttl_ms)))
         return rc;
     if (raw->idle &&
-        (rc = parse_dur(ctx, "idle-release", raw->idle, 0, 3600000, &o->idle_release_ms)))
+        (rc = srv_opt_dur(ctx, "idle-release", raw->idle, 0, 3600000, 0, &o->idle_release_ms)))
         return rc;
-    if (raw->up_timeout && (rc = parse_dur(ctx, "upstream-timeout", raw->up_timeout, 1000,
-                                           FL_TTL_MAX_MS, &o->upstream_timeout_ms)))
+    if (raw->up_timeout && (rc = srv_opt_dur(ctx, "upstream-timeout", raw->up_timeout, 1000,
+                                             FL_TTL_MAX_MS, 0, &o->upstream_timeout_ms)))
         return rc;
-    if (raw->client_timeout && (rc = parse_dur(ctx, "client-timeout", raw->client_timeout, 1000,
-                                               3600000, &o->client_timeout_ms)))
+    if (raw->client_timeout && (rc = srv_opt_dur(ctx, "client-timeout", raw->client_timeout,
+                                                 1000, 3600000, 0, &o->client_timeout_ms)))
         return rc;
     if (raw->up_conns) {
-        if ((rc = parse_int(ctx, "upstream-connections", raw->up_conns, 1, 65536, &v)) != 0)
+        if ((rc = srv_opt_int(ctx, "upstream-connections", raw->up_conns, 1, 65536, &v)) != 0)
             return rc;
         o->upstream_conns = (int)v;
     }
     if (raw->max_body) {
-        if ((rc = parse_int(ctx, "max-body", raw->max_body, 1024, 1LL << 30, &v)) != 0)
+        if ((rc = srv_opt_int(ctx, "max-body", raw->max_body, 1024, 1LL << 30, &v)) != 0)
             return rc;
         o->max_body = v;
     }
@@ -303,38 +233,6 @@ static int setup_opts(cli_ctx *ctx, const gw_raw *raw, const char *provider, gw_
 
 /* A deep backlog: a burst of writers connecting at once must not see
  * dropped SYNs (1 s retries). */
-static evutil_socket_t listen_socket(const char *host, long long port, char *why, size_t wl)
-{
-    struct addrinfo hints, *res = NULL;
-    char ps[16];
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    snprintf(ps, sizeof ps, "%lld", port);
-    int e = getaddrinfo(host, ps, &hints, &res);
-    if (e != 0) {
-        snprintf(why, wl, "%s", gai_strerror(e));
-        return -1;
-    }
-    evutil_socket_t fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    /* TCP_NODELAY here is inherited by every accepted socket: streamed
-     * pieces (tokens) leave at once instead of waiting on Nagle and the
-     * client's delayed ACK. */
-    if (fd >= 0)
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
-        snprintf(why, wl, "%s", strerror(errno));
-        if (fd >= 0)
-            evutil_closesocket(fd);
-        fd = -1;
-    }
-    freeaddrinfo(res);
-    return fd;
-}
-
 static void bound_addr(gw *g, char *addr, size_t len)
 {
     struct sockaddr_storage ss;
@@ -558,7 +456,7 @@ static int run(gw *g)
         goto out;
 
     char why[256];
-    g->lfd = listen_socket(g->o.listen_host, g->o.listen_port, why, sizeof why);
+    g->lfd = srv_listen_socket(g->o.listen_host, g->o.listen_port, why, sizeof why);
     if (g->lfd < 0) {
         rc = cli_fail(g->ctx, FL_ESYS, "cannot listen on %s port %lld: %s", g->o.listen_host,
                       g->o.listen_port, why);

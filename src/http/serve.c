@@ -117,72 +117,6 @@ static int on_opt(cli_ctx *ctx, void *self, int opt, const char *arg)
     return 0;
 }
 
-/* A decimal integer in [lo, hi]; usage error naming the option. */
-static int parse_int(const cli_ctx *ctx, const char *name, const char *v, long long lo,
-                     long long hi, long long *out)
-{
-    char q[160];
-    long long n = 0;
-    int ok = v && v[0] && strlen(v) <= 12;
-    for (const char *p = v; ok && *p; p++) {
-        if (!isdigit((unsigned char)*p))
-            ok = 0;
-        else
-            n = n * 10 + (*p - '0');
-    }
-    if (!ok || n < lo || n > hi)
-        return cli_usage_error(ctx, "%s: must be an integer between %lld and %lld, got \"%s\"",
-                               name, lo, hi, cli_quote(q, sizeof q, v ? v : "", 32));
-    *out = n;
-    return 0;
-}
-
-/* A duration in [lo, hi] ms (0 allowed when zero_ok). */
-static int parse_dur(const cli_ctx *ctx, const char *name, const char *v, int64_t lo, int64_t hi,
-                     int zero_ok, int64_t *out)
-{
-    char err[FL_MESSAGE_MAX], q[160];
-    int64_t ms = 0;
-    if (fl_parse_duration(v, &ms, err, sizeof err) != FL_OK)
-        return cli_usage_error(ctx, "%s: %s", name, err);
-    if ((ms == 0 && zero_ok) || (ms >= lo && ms <= hi)) {
-        *out = ms;
-        return 0;
-    }
-    return cli_usage_error(ctx, "%s: must be %sbetween %lldms and %llds, got \"%s\"", name,
-                           zero_ok ? "0 or " : "", (long long)lo, (long long)(hi / 1000),
-                           cli_quote(q, sizeof q, v, 32));
-}
-
-/* "HOST:PORT" or "[V6]:PORT". */
-static int parse_listen(const cli_ctx *ctx, const char *v, char *host, size_t hl, long long *port)
-{
-    char q[160];
-    const char *colon, *hs = v, *he;
-    if (v[0] == '[') {
-        hs = v + 1;
-        he = strchr(hs, ']');
-        if (!he || he[1] != ':')
-            return cli_usage_error(ctx, "listen: must be HOST:PORT or [IPV6]:PORT, got \"%s\"",
-                                   cli_quote(q, sizeof q, v, 64));
-        colon = he + 1;
-    } else {
-        colon = strrchr(v, ':');
-        if (!colon || memchr(v, ':', (size_t)(colon - v)))
-            return cli_usage_error(ctx,
-                                   "listen: must be HOST:PORT (IPv6 in brackets: [::1]:7878), "
-                                   "got \"%s\"",
-                                   cli_quote(q, sizeof q, v, 64));
-        he = colon;
-    }
-    size_t n = (size_t)(he - hs);
-    if (n == 0 || n >= hl)
-        return cli_usage_error(ctx, "listen: host must be 1-%zu bytes, got %zu", hl - 1, n);
-    memcpy(host, hs, n);
-    host[n] = '\0';
-    return parse_int(ctx, "listen: port", colon + 1, 0, 65535, port);
-}
-
 /* 1 if every address `host` resolves to is a loopback address. */
 static int all_loopback(const char *host, char *err, size_t errlen)
 {
@@ -253,33 +187,6 @@ static int fit_fd_limit(srv *s, int pool)
  * SOMAXCONN (clamped by net.core.somaxconn) lets the loop accept, and
  * evict, at its own pace.  The first address `host` resolves to is used.
  */
-static evutil_socket_t listen_socket(const char *host, long long port, char *why, size_t wl)
-{
-    struct addrinfo hints, *res = NULL;
-    char ps[16];
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    snprintf(ps, sizeof ps, "%lld", port);
-    int e = getaddrinfo(host, ps, &hints, &res);
-    if (e != 0) {
-        snprintf(why, wl, "%s", gai_strerror(e));
-        return -1;
-    }
-    evutil_socket_t fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
-        snprintf(why, wl, "%s", strerror(errno));
-        if (fd >= 0)
-            evutil_closesocket(fd);
-        fd = -1;
-    }
-    freeaddrinfo(res);
-    return fd;
-}
-
 void srv_shutdown_progress(srv *s)
 {
     if (!s->stopping || s->inflight > 0)
@@ -406,36 +313,36 @@ static int setup_limits(cli_ctx *ctx, const serve_opts *o, srv_limits *lim)
     lim->request_timeout_ms = 10000;
     lim->sweep_interval_ms = 1000;
     if (o->workers) {
-        if ((rc = parse_int(ctx, "workers", o->workers, 1, 256, &v)) != 0)
+        if ((rc = srv_opt_int(ctx, "workers", o->workers, 1, 256, &v)) != 0)
             return rc;
         lim->workers = (int)v;
     }
     if (o->max_waiters) {
-        if ((rc = parse_int(ctx, "max-waiters", o->max_waiters, 0, 1024, &v)) != 0)
+        if ((rc = srv_opt_int(ctx, "max-waiters", o->max_waiters, 0, 1024, &v)) != 0)
             return rc;
         lim->max_waiters = (int)v;
     }
     if (o->max_conns) {
-        if ((rc = parse_int(ctx, "max-connections", o->max_conns, 16, 1000000, &v)) != 0)
+        if ((rc = srv_opt_int(ctx, "max-connections", o->max_conns, 16, 1000000, &v)) != 0)
             return rc;
         lim->max_conns = (int)v;
     }
     if (o->max_body) {
-        if ((rc = parse_int(ctx, "max-body", o->max_body, 1024, 16 << 20, &v)) != 0)
+        if ((rc = srv_opt_int(ctx, "max-body", o->max_body, 1024, 16 << 20, &v)) != 0)
             return rc;
         lim->max_body = v;
     }
     if (o->max_headers) {
-        if ((rc = parse_int(ctx, "max-headers", o->max_headers, 1024, 1 << 20, &v)) != 0)
+        if ((rc = srv_opt_int(ctx, "max-headers", o->max_headers, 1024, 1 << 20, &v)) != 0)
             return rc;
         lim->max_headers = v;
     }
     if (o->req_timeout &&
-        (rc = parse_dur(ctx, "request-timeout", o->req_timeout, 1000, 600000, 0,
+        (rc = srv_opt_dur(ctx, "request-timeout", o->req_timeout, 1000, 600000, 0,
                         &lim->request_timeout_ms)) != 0)
         return rc;
     if (o->sweep &&
-        (rc = parse_dur(ctx, "sweep-interval", o->sweep, 100, 3600000, 1,
+        (rc = srv_opt_dur(ctx, "sweep-interval", o->sweep, 100, 3600000, 1,
                         &lim->sweep_interval_ms)) != 0)
         return rc;
     return 0;
@@ -481,7 +388,7 @@ static int run(srv *s, const char *host, long long port, int scheduler)
         goto out;
 
     char why[256];
-    evutil_socket_t lfd = listen_socket(host, port, why, sizeof why);
+    evutil_socket_t lfd = srv_listen_socket(host, port, why, sizeof why);
     if (lfd < 0) {
         rc = cli_fail(s->ctx, FL_ESYS, "cannot listen on %s port %lld: %s", host, port, why);
         goto out;
@@ -586,7 +493,7 @@ int cmd_serve(cli_ctx *ctx, int argc, char **argv)
     long long port = 7878;
     snprintf(host, sizeof host, "127.0.0.1");
     if ((rc = setup_limits(ctx, &o, &s->lim)) != 0 ||
-        (o.listen && (rc = parse_listen(ctx, o.listen, host, sizeof host, &port)) != 0)) {
+        (o.listen && (rc = srv_opt_hostport(ctx, "listen", o.listen, host, sizeof host, &port, 0)) != 0)) {
         free(s);
         return rc;
     }

@@ -230,6 +230,23 @@ size_t srv_auth_count(const srv_auth *a);
  * matching token, or NULL.  Constant time over all entries. */
 const char *srv_auth_check(const srv_auth *a, const char *authorization);
 
+/* ---- option values and the listening socket (opts.c) --------------------- */
+
+/* A decimal integer in [lo, hi]; else a usage error naming the option. */
+int srv_opt_int(const cli_ctx *ctx, const char *name, const char *v, long long lo, long long hi,
+                long long *out);
+/* A duration (fl_parse_duration) in [lo, hi] ms, or 0 when zero_ok. */
+int srv_opt_dur(const cli_ctx *ctx, const char *name, const char *v, int64_t lo, int64_t hi,
+                int zero_ok, int64_t *out);
+/* "HOST:PORT" or "[V6]:PORT" into host and port; with port_optional a bare
+ * host gives port 80 (an upstream URL).  `field` names the option. */
+int srv_opt_hostport(const cli_ctx *ctx, const char *field, const char *v, char *host,
+                     size_t hl, long long *port, int port_optional);
+/* A non-blocking listening socket with SO_REUSEADDR and TCP_NODELAY
+ * (inherited by accepted sockets: streamed pieces leave at once); -1 with
+ * why set. */
+evutil_socket_t srv_listen_socket(const char *host, long long port, char *why, size_t wl);
+
 /* ---- responses and helpers (http_util.c) -------------------------------- */
 
 int64_t srv_mono_ms(void);

@@ -280,6 +280,10 @@ FL_EXTERN int fl_check(fl_store *st, const char *provider, const char *writer,
  * same rule, over the rows in memory, at the store time estimated from the
  * read plus CLOCK_MONOTONIC elapsed.  Otherwise it reads like fl_check.
  * For per-request checks in a gateway; max_age_ms 0 always reads.
+ * Cost of an answer from memory: a hash lookup, the token's validation and
+ * the rule, no allocation and no lock (about 0.2 µs; bench/ gwcheck).  A
+ * handle remembers up to 4096 providers; past that the least recently read
+ * is forgotten (its cache file, if any, remains).
  */
 FL_EXTERN int fl_check_cached(fl_store *st, const char *provider, const char *writer,
                               const char *token, int64_t max_age_ms, fl_verdict *out);

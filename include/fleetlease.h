@@ -312,6 +312,16 @@ FL_EXTERN int fl_set_cache_dir(fl_store *st, const char *dir);
 FL_EXTERN int fl_list(fl_store *st, const char *provider, fl_lease **out, size_t *n);
 
 /*
+ * The state of one provider from its live leases (n rows of one provider,
+ * as fl_list returns them; n 0: FL_PSTATE_FREE), by the rule fl_check
+ * applies: an active exclusive lease makes it EXCLUSIVE, else a pending
+ * one DRAINING, else shared leases SHARED.  Pure: no store call.  For
+ * listings that show providers rather than rows.  rows NULL with n > 0:
+ * FL_PSTATE_FREE.
+ */
+FL_EXTERN fl_pstate fl_pstate_of(const fl_lease *rows, size_t n);
+
+/*
  * History events, newest first, optionally of one provider, at most limit
  * (1..10000).  Allocated like fl_list.
  */

@@ -165,6 +165,19 @@ void fl__refusal(const fl_lease *blocker, fl_pstate state, int shared_count,
             blocker->holder, " until ", when, suffix, (char *)NULL);
 }
 
+fl_pstate fl_pstate_of(const fl_lease *rows, size_t n)
+{
+    scan sc;
+
+    if (!rows)
+        return FL_PSTATE_FREE;
+    scan_rows(rows, n, INT64_MIN, NULL, &sc);  /* the rows are live: count them all */
+    return sc.excl ? FL_PSTATE_EXCLUSIVE
+           : sc.pending ? FL_PSTATE_DRAINING
+           : sc.shared_count ? FL_PSTATE_SHARED
+                             : FL_PSTATE_FREE;
+}
+
 void fl__verdict(const fl_lease *rows, size_t n, int64_t now_ms,
                  const char *writer, const char *token, fl_verdict *v)
 {

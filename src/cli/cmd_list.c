@@ -13,7 +13,8 @@ const char cmd_list_usage[] =
     "\n"
     "Show the live leases (active and pending) of every provider, or of\n"
     "PROVIDER, ordered by provider then acquire time.  Tokens are never shown.\n"
-    "With --json: an array of lease objects.\n"
+    "With --json: an array of lease objects, each with its provider's state\n"
+    "(provider_state: shared, draining or exclusive).\n"
     "\n"
     "Options:\n"
     "  --db URL, --json, -h/--help  as for fleetlease\n"
@@ -114,10 +115,7 @@ int cmd_list(cli_ctx *ctx, int argc, char **argv)
     if (code != FL_OK) {
         rc = cli_store_fail(ctx, st, code, "list failed");
     } else if (ctx->json) {
-        json_t *a = json_array();
-        for (size_t i = 0; a && i < n; i++)
-            json_array_append_new(a, cli_lease_json(&ls[i]));
-        cli_print_json(a);
+        cli_print_json(cli_leases_json(ls, n));
     } else if (n == 0) {
         printf(provider ? "no live leases on %s\n" : "no live leases\n", provider);
     } else {

@@ -117,6 +117,8 @@ int cli_token_target(cli_ctx *ctx, int argc, char **argv, cli_target *t);
 json_t *cli_jstr(const char *s);
 void cli_jset_time(json_t *obj, const char *key, int64_t ms);
 json_t *cli_lease_json(const fl_lease *l);
+/* An array of cli_lease_json objects, each with "provider_state". */
+json_t *cli_leases_json(const fl_lease *ls, size_t n);
 
 /* A verdict as JSON (check --json, and the daemon's HTTP check). */
 json_t *cli_verdict_json(const char *provider, const fl_verdict *v);

@@ -601,6 +601,25 @@ json_t *cli_lease_json(const fl_lease *l)
     return o;
 }
 
+/* Leases as fl_list returns them (grouped by provider), each with its
+ * provider's state: one place for `list --json` and GET /v1/leases. */
+json_t *cli_leases_json(const fl_lease *ls, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0, end; a && i < n; i = end) {
+        for (end = i + 1; end < n && strcmp(ls[end].provider, ls[i].provider) == 0; end++)
+            ;
+        const char *ps = fl_pstate_name(fl_pstate_of(ls + i, end - i));
+        for (size_t k = i; k < end; k++) {
+            json_t *o = cli_lease_json(&ls[k]);
+            if (o)
+                json_object_set_new(o, "provider_state", json_string(ps));
+            json_array_append_new(a, o);
+        }
+    }
+    return a;
+}
+
 json_t *cli_event_json(const fl_event *e)
 {
     json_t *o = json_object();

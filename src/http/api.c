@@ -653,10 +653,7 @@ static void list_done(srv_job *j)
 {
     int st;
     if (j->rc == FL_OK) {
-        json_t *a = json_array();
-        for (size_t i = 0; a && i < j->nleases; i++)
-            json_array_append_new(a, cli_lease_json(&j->leases[i]));
-        srv_reply_json(j->s, j->req, 200, a);
+        srv_reply_json(j->s, j->req, 200, cli_leases_json(j->leases, j->nleases));
         st = 200;
     } else {
         st = reply_store_error(j->s, j->req, j->rc, j->err);

@@ -106,6 +106,7 @@ req GET "/v1/leases?provider=$P"
 expect_code 200
 [[ $(jqb 'length') == 1 && $(jqb '.[0].holder') == bench-1 && $(jqb '.[0] | has("token")') == false ]] ||
     fail "list"
+[[ $(jqb '.[0].provider_state') == exclusive ]] || fail "list: provider_state $(jqb '.[0].provider_state')"
 req GET "/v1/leases"
 expect_code 200
 req GET "/v1/history?provider=$P&limit=10"

@@ -383,6 +383,29 @@ static const refusal_case refusal_cases[] = {
      30000},
 };
 
+/* fl_pstate_of over a provider's live rows (as fl_list gives them) names
+ * the state fl__verdict decides with, in every scenario. */
+static void test_pstate_of(void **state)
+{
+    (void)state;
+    for (int s = 0; s < S_COUNT; s++) {
+        fl_lease rows[4], live[4];
+        int n = build(s, rows), k = 0;
+        for (int i = 0; i < n; i++)
+            if (rows[i].expires_at_ms > NOW)
+                live[k++] = rows[i];
+        fl_verdict v;
+        memset(&v, 0, sizeof v);
+        fl__verdict(rows, (size_t)n, NOW, NULL, NULL, &v);
+        if (fl_pstate_of(live, (size_t)k) != v.state) {
+            print_error("%s: fl_pstate_of %s, verdict %s\n", scenarios[s].name,
+                        fl_pstate_name(fl_pstate_of(live, (size_t)k)), fl_pstate_name(v.state));
+            fail();
+        }
+    }
+    assert_int_equal(fl_pstate_of(NULL, 3), FL_PSTATE_FREE);
+}
+
 static void test_refusal_messages(void **state)
 {
     (void)state;
@@ -1008,6 +1031,7 @@ int main(void)
         cmocka_unit_test(test_parse_ttl_wait),
         cmocka_unit_test(test_parse_mode),
         cmocka_unit_test(test_format_time),
+        cmocka_unit_test(test_pstate_of),
         cmocka_unit_test(test_copy_fmt),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_timing),

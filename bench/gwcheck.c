@@ -15,7 +15,8 @@
  *
  * A single call is ~100 ns, the size of two clock reads, so calls are
  * timed in batches of BATCH and each sample is a batch's mean.  Rows:
- * R gwcheck.<phase>.1p <calls/s> <p50 µs> <p99 µs> <batches>.
+ * R gwcheck.<phase>.1p <calls/s> <p50 µs> <p99 µs> <batches>, and the
+ * same percentiles in ns as M gwcheck.<phase>.1p.p50_ns / .p99_ns.
  */
 #include "bench.h"
 
@@ -60,6 +61,12 @@ static int time_phase(const char *key, fl_store *st, const char *provider, const
     bn_sort(v, n);
     bn_row(key, (double)n * BATCH / ((double)busy / 1e9), bn_pct_us(v, n, 50),
            bn_pct_us(v, n, 99), (long)n);
+    /* R lines round to 0.1 µs: the nanoseconds, for the report. */
+    char k[160];
+    snprintf(k, sizeof k, "%s.p50_ns", key);
+    bn_scalar(k, "%.1f", bn_pct_us(v, n, 50) * 1000);
+    snprintf(k, sizeof k, "%s.p99_ns", key);
+    bn_scalar(k, "%.1f", bn_pct_us(v, n, 99) * 1000);
     free(v);
     return 0;
 }

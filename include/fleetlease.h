@@ -281,7 +281,7 @@ FL_EXTERN int fl_check(fl_store *st, const char *provider, const char *writer,
  * read plus CLOCK_MONOTONIC elapsed.  Otherwise it reads like fl_check.
  * For per-request checks in a gateway; max_age_ms 0 always reads.
  * Cost of an answer from memory: a hash lookup, the token's validation and
- * the rule, no allocation and no lock (about 0.2 µs; bench/ gwcheck).  A
+ * the rule, no allocation and no lock (0.1-0.2 µs; bench/ gwcheck).  A
  * handle remembers up to 4096 providers; past that the least recently read
  * is forgotten (its cache file, if any, remains).
  */

@@ -47,5 +47,5 @@ for variant in normal asan; do
 done
 # ctest hides the output of passing tests: show the checkers' verdicts.
 grep -h 'operations checked\|grants, .* overlaps' build/test-normal/Testing/Temporary/LastTest.log || true
-tests/fuzz/run.sh 10 || [ $? -eq 77 ] || status=1
+tests/fuzz/run.sh 5 || [ $? -eq 77 ] || status=1
 exit $status

@@ -183,29 +183,6 @@ int cli_help(const cli_ctx *ctx)
     return FL_EXIT_OK;
 }
 
-const char *cli_quote(char *buf, size_t len, const char *s, size_t max)
-{
-    size_t o = 0, i = 0;
-    if (len == 0)
-        return "";
-    buf[0] = '\0';
-    if (!s)
-        return buf;
-    /* Reserve room for the longest escape plus "..." and the NUL. */
-    for (; s[i] && i < max && o + 8 < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f || c == '\\') {
-            o += (size_t)snprintf(buf + o, len - o, "\\x%02x", c);
-        } else {
-            buf[o++] = (char)c;
-            buf[o] = '\0';
-        }
-    }
-    if (s[i])
-        snprintf(buf + o, len - o, "...");
-    return buf;
-}
-
 /*
  * Options the environment never supplies: actions rather than settings
  * (help), the store, which fl_resolve_url() already takes from

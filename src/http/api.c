@@ -17,6 +17,7 @@
  * the request over (its completion answers and finishes it).
  */
 #include "serve.h"
+#include "body.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -120,21 +121,6 @@ static int shutting_down(srv *s, struct evhttp_request *req)
 
 /* ---- input helpers ---------------------------------------------------- */
 
-static const char *json_type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    default: return "?";
-    }
-}
-
 /* Parse the query string against the allowed names: unknown, repeated or
  * malformed parameters are a 400 naming them (a typo such as ?provder=
  * must not silently widen a list to every provider). */
@@ -190,38 +176,15 @@ static int parse_query(rq *r, struct evkeyvalq *kv, const char *const *allowed)
     return 0;
 }
 
-/* Identity of the caller for `field` (holder or writer): see the file
- * comment.  Writes the name to out ("" for anonymous).  0 or a status. */
+/* The caller's name for `field` (srv_identity), answered as an error here. */
 static int identity(rq *r, const char *field, const char *given, int required, char *out,
                     size_t outlen)
 {
-    char err[FL_MESSAGE_MAX], q[160];
-    if (r->who) {
-        if (given && strcmp(given, r->who) != 0) {
-            srv_reply_error(r->s, r->req, 403, "forbidden",
-                            "%s: must be the name of your token, \"%s\", or left out; got \"%s\"",
-                            field, r->who, cli_quote(q, sizeof q, given, 64));
-            return 403;
-        }
-        snprintf(out, outlen, "%s", r->who);
-        return 0;
-    }
-    if (!given) {
-        if (required) {
-            srv_reply_error(r->s, r->req, 400, "invalid",
-                            "%s: missing (required when the server runs without --tokens)",
-                            field);
-            return 400;
-        }
-        out[0] = '\0';
-        return 0;
-    }
-    if (fl_validate_text(field, given, err, sizeof err) != FL_OK) {
-        srv_reply_error(r->s, r->req, 400, "invalid", "%s", err);
-        return 400;
-    }
-    snprintf(out, outlen, "%s", given);
-    return 0;
+    char err[FL_MESSAGE_MAX];
+    int st = srv_identity(r->who, field, given, required, out, outlen, err, sizeof err);
+    if (st)
+        srv_reply_error(r->s, r->req, st, st == 403 ? "forbidden" : "invalid", "%s", err);
+    return st;
 }
 
 static int check_token(rq *r, const char *token, char *out)
@@ -246,24 +209,23 @@ static int check_provider(rq *r, const char *provider, char *out)
     return 0;
 }
 
-/* The body of heartbeat and release: nothing, or an empty object.  A
- * field there would be ignored, which is worse than refused. */
-static int empty_body(rq *r)
+/* The request body, whole (NULL when empty); bounded by --max-body. */
+static const char *body_of(rq *r, size_t *len)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
-    size_t len = evbuffer_get_length(in);
-    if (len == 0)
-        return 0;
-    const char *data = (const char *)evbuffer_pullup(in, -1);
-    json_error_t e;
-    json_t *root = data ? json_loadb(data, len, JSON_REJECT_DUPLICATES, &e) : NULL;
-    int ok = root && json_is_object(root) && json_object_size(root) == 0;
-    json_decref(root);
-    if (ok)
-        return 0;
-    srv_reply_error(r->s, r->req, 400, "invalid",
-                    "body: this request takes no fields (send no body, or {})");
-    return 400;
+    *len = evbuffer_get_length(in);
+    return *len ? (const char *)evbuffer_pullup(in, -1) : NULL;
+}
+
+static int empty_body(rq *r)
+{
+    char err[FL_MESSAGE_MAX];
+    size_t len;
+    const char *data = body_of(r, &len);
+    int st = srv_parse_empty(data, len, err, sizeof err);
+    if (st)
+        srv_reply_error(r->s, r->req, st, "invalid", "%s", err);
+    return st;
 }
 
 static int submit(rq *r, srv_job *j)
@@ -356,118 +318,27 @@ static void acquire_done(srv_job *j)
     job_finish(j, st);
 }
 
-static const char *const acquire_fields[] = {"provider", "holder", "purpose", "mode",
-                                             "ttl",      "wait",   NULL};
-
 static int h_acquire(rq *r)
 {
     srv *s = r->s;
-    char err[FL_MESSAGE_MAX], q[160];
-    struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
-    size_t len = evbuffer_get_length(in);
-    if (len == 0) {
-        srv_reply_error(s, r->req, 400, "invalid",
-                        "body: missing; send a JSON object with provider and purpose");
-        return 400;
-    }
-    const char *data = (const char *)evbuffer_pullup(in, -1);
-    json_error_t je;
-    /* No JSON_DECODE_ANY: the top level must be an object or an array.
-     * jansson refuses invalid UTF-8, \u0000 and nesting deeper than
-     * JSON_PARSER_MAX_DEPTH (2048); the body limit bounds the rest. */
-    json_t *root = data ? json_loadb(data, len, JSON_REJECT_DUPLICATES, &je) : NULL;
-    if (!root) {
-        const char *what = "invalid JSON";
-        switch (json_error_code(&je)) {
-        case json_error_invalid_utf8: what = "not valid UTF-8"; break;
-        case json_error_stack_overflow: what = "JSON nested too deep (depth limit "
-                                               "2048)"; break;
-        case json_error_duplicate_key: what = "invalid JSON (a field given twice)"; break;
-        case json_error_null_character: what = "invalid JSON (\\u0000 is not allowed)"; break;
-        default: break;
-        }
-        srv_reply_error(s, r->req, 400, "invalid", "body: %s at line %d column %d: %s", what,
-                        je.line, je.column, je.text);
-        return 400;
-    }
-    int st = 0;
-    const char *vals[6] = {NULL};
-    if (!json_is_object(root)) {
-        srv_reply_error(s, r->req, 400, "invalid", "body: must be a JSON object, got %s",
-                        json_type_name(root));
-        st = 400;
-    }
-    const char *key;
-    json_t *val;
-    if (!st) {
-        json_object_foreach(root, key, val)
-        {
-            int idx = -1;
-            for (int i = 0; acquire_fields[i]; i++)
-                if (strcmp(acquire_fields[i], key) == 0)
-                    idx = i;
-            if (idx < 0) {
-                srv_reply_error(s, r->req, 400, "invalid",
-                                "body: unknown field \"%s\" (allowed: provider, holder, purpose, "
-                                "mode, ttl, wait)",
-                                cli_quote(q, sizeof q, key, 64));
-                st = 400;
-                break;
-            }
-            if (!json_is_string(val)) {
-                const char *hint = idx >= 4 ? " (a duration such as \"30s\")" : "";
-                srv_reply_error(s, r->req, 400, "invalid", "%s: must be a string%s, got %s", key,
-                                hint, json_type_name(val));
-                st = 400;
-                break;
-            }
-            /* A string with an embedded NUL (only via \u0000, which
-             * jansson refuses by default) would be cut here. */
-            vals[idx] = json_string_value(val);
-        }
-    }
-    srv_job *j = NULL;
-    if (!st && !vals[0]) {
-        srv_reply_error(s, r->req, 400, "invalid", "provider: missing");
-        st = 400;
-    }
-    if (!st && !vals[2]) {
-        srv_reply_error(s, r->req, 400, "invalid",
-                        "purpose: missing; say why you need the host (refused writers see it)");
-        st = 400;
-    }
-    if (!st && !(j = new_job(r, SRV_OP_ACQUIRE, acquire_done)))
-        st = 500;
-    if (!st)
-        st = check_provider(r, vals[0], j->provider);
-    if (!st && fl_validate_text("purpose", vals[2], err, sizeof err) != FL_OK) {
-        srv_reply_error(s, r->req, 400, "invalid", "%s", err);
-        st = 400;
-    }
-    if (!st) {
-        snprintf(j->purpose, sizeof j->purpose, "%s", vals[2]);
-        st = identity(r, "holder", vals[1], 1, j->holder, sizeof j->holder);
-    }
-    if (!st && vals[3] && fl_parse_mode(vals[3], &j->mode, err, sizeof err) != FL_OK) {
-        srv_reply_error(s, r->req, 400, "invalid", "%s", err);
-        st = 400;
-    }
-    if (!st) {
-        j->ttl_ms = 30000;
-        if (vals[4] && fl_parse_ttl("ttl", vals[4], &j->ttl_ms, err, sizeof err) != FL_OK) {
-            srv_reply_error(s, r->req, 400, "invalid", "%s", err);
-            st = 400;
-        }
-    }
-    if (!st && vals[5] && fl_parse_wait("wait", vals[5], &j->wait_ms, err, sizeof err) != FL_OK) {
-        srv_reply_error(s, r->req, 400, "invalid", "%s", err);
-        st = 400;
-    }
-    json_decref(root);
+    char err[FL_MESSAGE_MAX];
+    srv_acquire_body b;
+    size_t len;
+    const char *data = body_of(r, &len);
+    int st = srv_parse_acquire(data, len, r->who, &b, err, sizeof err);
     if (st) {
-        srv_job_free(j);
+        srv_reply_error(s, r->req, st, st == 403 ? "forbidden" : "invalid", "%s", err);
         return st;
     }
+    srv_job *j = new_job(r, SRV_OP_ACQUIRE, acquire_done);
+    if (!j)
+        return 500;
+    memcpy(j->provider, b.provider, sizeof j->provider);
+    memcpy(j->holder, b.holder, sizeof j->holder);
+    memcpy(j->purpose, b.purpose, sizeof j->purpose);
+    j->mode = b.mode;
+    j->ttl_ms = b.ttl_ms;
+    j->wait_ms = b.wait_ms;
     if (j->wait_ms > 0) {
         if (s->waiters >= s->lim.max_waiters) {
             s->metrics.waiters_refused++;

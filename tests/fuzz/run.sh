@@ -16,7 +16,7 @@ cd "$(dirname "$0")/../.."
 secs=${1:-20}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(fuzz_parse fuzz_validate fuzz_url fuzz_cli)
+[ ${#targets[@]} -gt 0 ] || targets=(fuzz_parse fuzz_validate fuzz_url fuzz_cli fuzz_body)
 
 cc=$(command -v clang || command -v clang-14 || true)
 if [ -z "$cc" ]; then

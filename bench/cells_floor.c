@@ -97,7 +97,7 @@ static long long fresh_base(void)
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-enum { FL_SELECT, FL_UPSERT, FL_UPDATE, FL_NPH, FL_UPSERT_NOTIFY = FL_NPH, FL_PG_NPH };
+enum { FL_SELECT, FL_UPSERT, FL_UPDATE, FL_NPH, FL_UPSERT_NOTIFY = FL_NPH, FL_READ_ROW, FL_PG_NPH };
 
 static int pgfloor_body(bn_client *c, void *arg)
 {
@@ -109,8 +109,11 @@ static int pgfloor_body(bn_client *c, void *arg)
         return bn_fail(c, "%s", err);
     /* The update has a row of its own: its v + 1 must not catch up with
      * the upsert's rising values. */
-    char id2[16];
+    char id2[16], prov[32], tok[32];
     snprintf(id, sizeof id, "%d", bn_id(c));
+    snprintf(prov, sizeof prov, "floor-%d", bn_id(c));
+    snprintf(tok, sizeof tok, "tok-%d", bn_id(c));
+    const char *pr[2] = {prov, "0"};
     snprintf(id2, sizeof id2, "%d", 100 + bn_id(c));
     long long v = fresh_base();
     const char *p2[2] = {id, val}, *p1[1] = {id2};
@@ -129,6 +132,15 @@ static int pgfloor_body(bn_client *c, void *arg)
                          "INSERT INTO bench_floor (id, v) SELECT $1::int, $2::bigint"
                          " FROM (SELECT pg_notify('flbench', $1::text)) n ON CONFLICT (id)"
                          " DO UPDATE SET v = excluded.v WHERE bench_floor.v < excluded.v",
+                         2, err, sizeof err) ||
+              /* Also a diagnosis: the check's read (one lease row through the
+               * (provider_id, expires_at) index, the same columns and order)
+               * with the clock passed in instead of read by the statement. */
+              pg_prepare(db, "rd",
+                         "SELECT token, provider_id, holder, purpose, mode, state, fence, ttl_ms,"
+                         " acquired_at, heartbeat_at, expires_at FROM bench_floor_lease"
+                         " WHERE provider_id = $1::text AND expires_at > $2::bigint"
+                         " ORDER BY acquired_at, token",
                          2, err, sizeof err);
     snprintf(val, sizeof val, "%lld", v++);
     if (!bad)
@@ -168,6 +180,13 @@ static int pgfloor_body(bn_client *c, void *arg)
         bn_record(c, bn_now_ns() - t0);
     }
     bn_phase_end(c);
+    bn_phase_begin(c, FL_READ_ROW, 0, 1);
+    while (!bad && bn_more(c)) {
+        int64_t t0 = bn_now_ns();
+        bad = pg_step(db, "rd", 2, pr, tok, 0, err, sizeof err);
+        bn_record(c, bn_now_ns() - t0);
+    }
+    bn_phase_end(c);
     if (bad == -1)
         bad = bn_fail(c, "%s", err);
     PQfinish(db);
@@ -182,7 +201,20 @@ int bn_cell_pgfloor(const bn_opts *o)
                            "CREATE TABLE IF NOT EXISTS bench_floor ("
                            " id integer PRIMARY KEY, v bigint NOT NULL);"
                            "INSERT INTO bench_floor (id, v) SELECT g, 0"
-                           " FROM generate_series(0, 199) g ON CONFLICT DO NOTHING",
+                           " FROM generate_series(0, 199) g ON CONFLICT DO NOTHING;"
+                           /* The shape of control_host_leases, one row per client. */
+                           "CREATE TABLE IF NOT EXISTS bench_floor_lease ("
+                           " token TEXT PRIMARY KEY, provider_id TEXT NOT NULL,"
+                           " holder TEXT NOT NULL, purpose TEXT NOT NULL, mode TEXT NOT NULL,"
+                           " state TEXT NOT NULL, fence BIGINT NOT NULL, ttl_ms BIGINT NOT NULL,"
+                           " acquired_at BIGINT NOT NULL, heartbeat_at BIGINT NOT NULL,"
+                           " expires_at BIGINT NOT NULL);"
+                           "CREATE INDEX IF NOT EXISTS bench_floor_lease_provider"
+                           " ON bench_floor_lease (provider_id, expires_at);"
+                           "INSERT INTO bench_floor_lease SELECT 'tok-' || g, 'floor-' || g,"
+                           " 'bench-holder', 'a benchmark purpose', 'exclusive', 'active', g,"
+                           " 30000, 1, 1, 9000000000000000000 FROM generate_series(0, 199) g"
+                           " ON CONFLICT DO NOTHING",
                        err, sizeof err)) {
         bn_failed(o->key, "setup: %s", err);
         PQfinish(db);
@@ -190,7 +222,7 @@ int bn_cell_pgfloor(const bn_opts *o)
     }
     PQfinish(db);
     static const char *const phases[FL_PG_NPH] = {"select1", "upsert", "update",
-                                                  "upsert_notify"};
+                                                  "upsert_notify", "read_row"};
     return bn_run(o, phases, FL_PG_NPH, pgfloor_body, NULL);
 }
 

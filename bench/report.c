@@ -169,6 +169,7 @@ static const oprow OPS[] = {
     {"PostgreSQL floor: single-row upsert commit", "pgfloor.upsert", NULL, "WAL flush"},
     {"PostgreSQL floor: single-row update commit", "pgfloor.update", NULL, "WAL flush"},
     {"PostgreSQL diagnosis: the upsert + pg_notify in one transaction", "pgfloor.upsert_notify", "pgfloor.upsert", "WAL flush"},
+    {"PostgreSQL diagnosis: the check's read of one lease row, the clock passed in", "pgfloor.read_row", "pgfloor.select1", "none (read)"},
     {"fleetlease PG: acquire (granted)", "pg.acquire", "pgfloor.upsert", "WAL flush"},
     {"fleetlease PG: acquire (refused)", "pg.refused", "pgfloor.select1", "async commit of the 'refused' history row"},
     {"fleetlease PG: heartbeat", "pg.heartbeat", "pgfloor.update", "WAL flush"},
@@ -339,9 +340,16 @@ static void cache_note(const char *st)
     if (a && one && f1)
         printf("| ↳ the same check of one provider, repeated | – | 1p %.2f× (p50 %.1f µs vs %.1f "
                "µs round robin) | (no target) | the row above cycles over the client's N "
-               "providers (N = its grants in the acquire phase): the handle's check cache is "
-               "a list searched and trimmed per check, so its cost grows with N (see Scale) |\n",
+               "providers (N = its grants in the acquire phase), so each check also reads "
+               "another provider's rows and index pages than the last (see Scale) |\n",
                ratio_p50(one, f1), one->p50, a->p50);
+    const line *rr = row("pgfloor.read_row.1p"), *rs = row("pgfloor.select1.1p");
+    if (strcmp(st, "pg") == 0 && rr && rs)
+        printf("| ↳ the check's read alone: one lease row by index, the clock passed in | – | "
+               "1p %.2f× (p50 %.1f µs vs %.1f µs) | (no target) | a floor for any check that "
+               "reads the lease: the index scan and eleven columns already cost this much more "
+               "than `SELECT 1`; the check adds the store's clock and the verdict |\n",
+               ratio_p50(rr, rs), rr->p50, rs->p50);
     if (a && b)
         printf("| ↳ the same check on a handle with a cache dir (how the CLI and `fleetlease "
                "serve` open the store) | – | 1p p50 %.0f µs vs %.0f µs without: %.1f× | "

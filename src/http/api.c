@@ -251,6 +251,48 @@ static srv_job *new_job(rq *r, srv_op op, srv_done_fn done)
 
 /* ---- POST /v1/leases ---------------------------------------------------- */
 
+static void log_abandoned(srv *s, const char *provider, const char *holder, const char *fence,
+                          int release_rc)
+{
+    s->metrics.abandoned++;
+    srv_log("warn", "abandoned", "provider", provider, "holder", holder, "fence", fence,
+            "released", release_rc == FL_OK ? "yes" : fl_strerror(release_rc), NULL);
+}
+
+static void abandon_done(srv_job *j)
+{
+    char a[32];
+    log_abandoned(j->s, j->provider, j->holder, srv_num(a, sizeof a, (long long)j->lease.fence),
+                  j->rc);
+}
+
+/*
+ * A long poll granted after its client closed the connection, seen only
+ * here: the worker releases at once when the close was noticed before the
+ * grant (the wait-check timer), but a close in the last tick before the
+ * grant is noticed only now, on the loop thread.  Nobody will ever learn
+ * the token, so give the host back instead of blocking it for a whole ttl.
+ * 0 when the client is still there (or the release could not be queued:
+ * the lease then lapses on its own).
+ */
+static int abandon_if_gone(srv_job *j)
+{
+    if (!j->long_poll || j->abandoned || (j->conn && !srv_conn_client_gone(j->conn)))
+        return 0;
+    srv_job *r = srv_job_new(j->s, NULL, SRV_OP_RELEASE, "abandon", abandon_done);
+    if (!r)
+        return 0;
+    memcpy(r->token, j->lease.token, sizeof r->token);
+    memcpy(r->provider, j->provider, sizeof r->provider);
+    memcpy(r->holder, j->holder, sizeof r->holder);
+    r->lease.fence = j->lease.fence;
+    if (srv_job_submit(r) != 0) {
+        srv_job_free(r);
+        return 0;
+    }
+    return 1;
+}
+
 static void acquire_done(srv_job *j)
 {
     srv *s = j->s;
@@ -267,11 +309,10 @@ static void acquire_done(srv_job *j)
                 srv_num(a, sizeof a, (long long)j->lease.fence), "ttl_ms",
                 srv_num(b, sizeof b, (long long)j->ttl_ms), "expires_at", c, "waited_ms",
                 srv_num(w, sizeof w, (long long)(srv_mono_ms() - j->started_mono_ms)), NULL);
-        if (j->abandoned) {
-            s->metrics.abandoned++;
-            srv_log("warn", "abandoned", "provider", j->provider, "holder", j->holder, "fence",
-                    a, "released", j->release_rc == FL_OK ? "yes" : fl_strerror(j->release_rc),
-                    NULL);
+        int late = abandon_if_gone(j);
+        if (j->abandoned)
+            log_abandoned(s, j->provider, j->holder, a, j->release_rc);
+        if (j->abandoned || late) {
             srv_reply_error(s, j->req, 503, "client_gone",
                             "granted after the client closed its connection; released again");
             st = 503;
@@ -281,6 +322,12 @@ static void acquire_done(srv_job *j)
         }
     } else if (cancel == SRV_CANCEL_SHUTDOWN) {
         st = shutting_down(s, j->req);
+    } else if (cancel == SRV_CANCEL_CLIENT_GONE && j->rc == FL_ECANCELED) {
+        /* The wait stopped because the client left: not a store error. */
+        srv_log("info", "wait_abandoned", "provider", j->provider, "holder", j->holder, NULL);
+        srv_reply_error(s, j->req, 503, "client_gone",
+                        "the client closed its connection while waiting; nothing was granted");
+        st = 503;
     } else if (j->rc == FL_ECONFLICT && j->verdict.message[0]) {
         const fl_verdict *v = &j->verdict;
         s->metrics.refusals[m]++;

@@ -407,8 +407,11 @@ static int run(srv *s, const char *host, long long port, int scheduler)
         rc = cli_fail(s->ctx, FL_ESYS, "libevent: cannot set up signal handling");
         goto out;
     }
-    struct timeval one = {1, 0};
-    event_add(s->ev_wait_check, &one);
+    /* How soon a long poll notices its client left: the library asks the
+     * cancel callback every 100 ms, so look as often (one recv(MSG_PEEK)
+     * per waiting request, only while some wait). */
+    struct timeval tick = {0, 100 * 1000};
+    event_add(s->ev_wait_check, &tick);
     if (s->lim.sweep_interval_ms > 0) {
         s->ev_sweep = event_new(s->base, -1, EV_PERSIST, on_sweep_timer, s);
         struct timeval sw = tv_of(s->lim.sweep_interval_ms);

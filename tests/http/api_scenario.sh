@@ -159,6 +159,27 @@ TOKEN2=$(jq -r .token "$T/lp.body")
 req DELETE "/v1/leases/$TOKEN2"
 expect_code 200
 
+step "long poll whose client left just before the host freed: never left holding it"
+# The close lands 0-60 ms before the release, inside one tick of the
+# daemon's client check: the grant that follows must be given back.
+for gap in 0 0.02 0.06; do
+    req POST /v1/leases -d "{\"provider\":\"$P\",\"holder\":\"bench-1\",\"purpose\":\"held\",\"ttl\":\"30s\"}"
+    expect_code 201
+    TOKEN=$(jqb .token)
+    curl -sS -o /dev/null --max-time 0.5 -X POST "$U/v1/leases" \
+        -d "{\"provider\":\"$P\",\"holder\":\"gone-1\",\"purpose\":\"left\",\"wait\":\"20s\",\"ttl\":\"1h\"}" \
+        2>/dev/null || true
+    sleep "$gap"
+    req DELETE "/v1/leases/$TOKEN"
+    expect_code 200
+    sleep 0.5
+    req GET "/v1/leases?provider=$P"
+    expect_code 200
+    [[ $(jqb 'length') == 0 ]] || fail "gap ${gap}s: a lease is left for a client that is gone: $BODY"
+done
+grep -q 'event=abandoned\|event=wait_abandoned' "$LOG" || fail "no abandoned wait in the log"
+! grep -q 'event=store_error.*cancelled' "$LOG" || fail "a client leaving was logged as a store error"
+
 step "draining: an exclusive waiter blocks new shared leases"
 Q="gpu-02.$SFX"
 req POST /v1/leases -d "{\"provider\":\"$Q\",\"holder\":\"eval-1\",\"purpose\":\"eval\",\"mode\":\"shared\"}"

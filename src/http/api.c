@@ -452,7 +452,14 @@ static void release_done(srv_job *j)
 
 static int h_token_op(rq *r, const char *token, srv_op op, srv_done_fn done)
 {
-    int st = empty_body(r);
+    /* No parameters: a stray one (a token in the query, say) is a 400 here
+     * as on every other route, not silently ignored. */
+    struct evkeyvalq kv;
+    static const char *const none[] = {NULL};
+    int st = parse_query(r, &kv, none);
+    evhttp_clear_headers(&kv);
+    if (!st)
+        st = empty_body(r);
     if (st)
         return st;
     srv_job *j = new_job(r, op, done);

@@ -97,6 +97,11 @@ expect_code 404
 req DELETE "/v1/leases/not-a-token"
 expect_code 400
 [[ $(jqb .message) == *token* ]] || fail "malformed token message"
+req DELETE "/v1/leases/$TOKEN?x=1"
+expect_code 400
+[[ $(jqb .message) == *x* ]] || fail "unknown parameter on a token route not named"
+req POST "/v1/leases/$TOKEN/heartbeat?token=0123&&&junk"
+expect_code 400
 req GET "/v1/providers/$P/check?writer=router-3"
 expect_code 423
 [[ $(jqb .message) == "$MSG" ]] || fail "the wrong token changed the lease: $(jqb .message)"

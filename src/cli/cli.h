@@ -33,6 +33,11 @@ typedef struct cli_ctx {
     const char *cmd;       /* subcommand name */
     const char *db;        /* --db, or NULL: fl_resolve_url() decides */
     int json;              /* --json */
+    /* Set by a command before cli_parse: options end at this operand (the
+     * n-th, counting from 1; 0: they never do).  For commands that run
+     * CMD ARGS..., as timeout(1) and flock(1) do: CMD's own options
+     * (--db, --ttl...) must reach CMD, not be taken as ours. */
+    int opts_end_at;
 } cli_ctx;
 
 typedef struct cli_command {

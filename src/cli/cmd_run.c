@@ -55,6 +55,10 @@ const char cmd_run_usage[] =
     "Acquire a lease on PROVIDER, run CMD under it, and release the lease once\n"
     "CMD and every process it started are gone.\n"
     "\n"
+    "Options come before CMD: everything from CMD on is CMD's own, so the \"--\"\n"
+    "may be left out (as with timeout(1)), but a CMD that starts with \"-\" needs\n"
+    "it.\n"
+    "\n"
     "Options:\n"
     "  --purpose TEXT   why the host is taken (shown to refused writers); required\n"
     "  --holder TEXT    who holds it (default: $FLEETLEASE_HOLDER, else user@host)\n"
@@ -234,6 +238,7 @@ static int run_parse(cli_ctx *ctx, int argc, char **argv, run_opts *o, char *hbu
     if (!pos)
         return cli_fail(ctx, FL_ENOMEM, "out of memory");
     int npos = 0;
+    ctx->opts_end_at = 2; /* CMD (after PROVIDER): from there on, its own arguments */
     int rc = cli_parse(ctx, argc, argv, "", longopts, run_on_opt, &raw, pos, argc, &npos);
     if (rc != CLI_CONTINUE) {
         free(pos);

@@ -47,7 +47,9 @@ const char cmd_schedule_usage[] =
     "  --ttl D          the lease's ttl (default 30s; 1s..24h)\n"
     "  CMD [ARGS...]    stored as a JSON array; runs with the daemon's\n"
     "                   environment and working directory, plus\n"
-    "                   FLEETLEASE_PROVIDER, FLEETLEASE_TOKEN, FLEETLEASE_FENCE\n"
+    "                   FLEETLEASE_PROVIDER, FLEETLEASE_TOKEN, FLEETLEASE_FENCE;\n"
+    "                   options come before it: from CMD on, every argument is\n"
+    "                   CMD's (\"--\" may be left out unless CMD starts with \"-\")\n"
     "list               every schedule and its next due time\n"
     "rm NAME            delete a schedule (its past runs are kept)\n"
     "runs [NAME]        past and running runs, newest first: due and start\n"
@@ -666,6 +668,7 @@ int cmd_schedule(cli_ctx *ctx, int argc, char **argv)
     if (!pos)
         return cli_fail(ctx, FL_ENOMEM, "out of memory");
     int npos = 0;
+    ctx->opts_end_at = 3; /* CMD (after add NAME): from there on, its own arguments */
     int rc = cli_parse(ctx, argc, argv, "", longopts, on_opt, &raw, pos, argc, &npos);
     if (rc == CLI_CONTINUE) {
         char q[160];

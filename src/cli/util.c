@@ -305,6 +305,8 @@ int cli_parse(cli_ctx *ctx, int argc, char **argv, const char *shortopts,
                 return cli_usage_error(ctx, "unexpected argument '%s'",
                                        cli_quote(q, sizeof q, optarg, 64));
             pos[(*npos)++] = optarg;
+            if (ctx->opts_end_at > 0 && *npos == ctx->opts_end_at)
+                goto operands; /* the rest is CMD's, "--" included */
             break;
         case CLI_OPT_DB:
             ctx->db = optarg;
@@ -336,6 +338,7 @@ int cli_parse(cli_ctx *ctx, int argc, char **argv, const char *shortopts,
         }
         }
     }
+operands:
     for (; optind < argc; optind++) {
         if (*npos >= maxpos)
             return cli_usage_error(ctx, "unexpected argument '%s'",

@@ -41,6 +41,14 @@ case_normal_exit() {
     f=$(fence_of "$T/b.err")
     grep -q "(shared, fence $f)" "$T/b.err" || fail "not a shared grant"
     assert_released "$f"
+
+    step "without --, options after CMD are CMD's (the lease is made in our store, not CMD's)"
+    fl run "$P" --purpose p sh -c 'printf "%s|" "$@" >"$0"' "$T/args" --db /nonexistent/x.db \
+        --ttl 2s 2>"$T/c.err" || fail "run with CMD options failed: $(cat "$T/c.err")"
+    [[ $(cat "$T/args") == "--db|/nonexistent/x.db|--ttl|2s|" ]] ||
+        fail "CMD got [$(cat "$T/args")], want its own --db and --ttl"
+    grep -q "until" "$T/c.err" || fail "no grant reported"
+    assert_released "$(fence_of "$T/c.err")"
 }
 
 case_child_status() {

@@ -916,12 +916,46 @@ static int dispatch(rq *r)
     return 500;
 }
 
+/*
+ * Request framing that two parsers could read two ways (RFC 9112 6.3):
+ * Content-Length given twice with different values, or a transfer coding
+ * evhttp does not decode (it would take the body as the next request).
+ * evhttp has already framed this request by its own reading, so the answer
+ * also closes the connection: whatever follows on it is not trusted.
+ */
+static int framing(rq *r)
+{
+    const struct evkeyvalq *h = evhttp_request_get_input_headers(r->req);
+    const char *cl = NULL;
+    int st = 0;
+    for (const struct evkeyval *e = h->tqh_first; e && !st; e = e->next.tqe_next) {
+        if (evutil_ascii_strcasecmp(e->key, "Content-Length") == 0) {
+            if (cl && strcmp(cl, e->value) != 0) {
+                add_header(r->req, "Connection", "close");
+                srv_reply_error(r->s, r->req, 400, "invalid",
+                                "Content-Length: given twice with different values");
+                st = 400;
+            }
+            cl = e->value;
+        } else if (evutil_ascii_strcasecmp(e->key, "Transfer-Encoding") == 0 &&
+                   evutil_ascii_strcasecmp(e->value, "chunked") != 0) {
+            add_header(r->req, "Connection", "close");
+            srv_reply_error(r->s, r->req, 501, "not_implemented",
+                            "Transfer-Encoding: only chunked is supported");
+            st = 501;
+        }
+    }
+    return st;
+}
+
 void srv_api_handle(struct evhttp_request *req, void *arg)
 {
     srv *s = arg;
     rq r = {.s = s, .req = req, .conn = NULL, .route = "?", .who = NULL, .t0 = srv_mono_ms()};
     r.conn = srv_conn_busy(s, req);
-    int st = dispatch(&r);
+    int st = framing(&r);
+    if (!st)
+        st = dispatch(&r);
     if (st)
         finish(&r, st);
 }

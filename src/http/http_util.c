@@ -111,6 +111,7 @@ const char *srv_reason(int code)
     case 413: return "Payload Too Large";
     case 423: return "Locked";
     case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
     default: return "Unknown";
     }

@@ -111,6 +111,20 @@ if [[ -s $T/junk.out ]]; then
     grep -qa '^HTTP/1\.[01] 4' "$T/junk.out" || fail "junk request line: $(head -c 200 "$T/junk.out")"
 fi
 
+step "ambiguous framing: conflicting Content-Length, unknown Transfer-Encoding (no smuggling)"
+# The answer must be an error that closes the connection, so that nothing
+# after the first body is ever read as a request (the request sends no
+# more than evhttp reads, so that the close is a FIN, not a reset).
+raw() { timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"; printf "$2" >&3; cat <&3' _ "$PORT" "$1"; }
+OUT=$(raw 'POST /v1/leases HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}') ||
+    fail "conflicting Content-Length: the connection was not closed"
+[[ $(grep -c '^HTTP/1.1 ' <<<"$OUT") == 1 && $OUT == "HTTP/1.1 400"* && $OUT == *"Connection: close"* ]] ||
+    fail "conflicting Content-Length: want one 400 and a close, got: $OUT"
+OUT=$(raw 'POST /v1/leases HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n') ||
+    fail "unknown Transfer-Encoding: the connection was not closed"
+[[ $(grep -c '^HTTP/1.1 ' <<<"$OUT") == 1 && $OUT == "HTTP/1.1 501"* ]] ||
+    fail "unknown Transfer-Encoding: want one 501, got: $OUT"
+
 step "more long polls than --max-waiters: 503 with Retry-After"
 acq -d "{\"provider\":\"$P\",\"holder\":\"a\",\"purpose\":\"hold\"}"
 expect_code 201

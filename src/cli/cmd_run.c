@@ -481,7 +481,9 @@ static void run_check_exec(run_state *r, const char *cmd)
         n = read(r->exec_fd, &e, sizeof e);
     while (n < 0 && errno == EINTR);
     if (n == (ssize_t)sizeof e) {
-        fprintf(stderr, "fleetlease run: cannot execute %s: %s\n", cmd, strerror(e));
+        char q[600];
+        fprintf(stderr, "fleetlease run: cannot execute %s: %s\n", cli_quote(q, sizeof q, cmd, 256),
+                strerror(e));
     }
     close(r->exec_fd);
     r->exec_fd = -1;

@@ -233,7 +233,16 @@ static void fmt_command(const char *stored, char *buf, size_t len)
         }
         append(buf, len, &o, "'");
         for (const char *c = v[i]; *c; c++) {
-            char one[2] = {*c, '\0'};
+            unsigned char u = (unsigned char)*c, n = (unsigned char)c[1];
+            char one[32] = {*c, '\0'};
+            /* A control character (C0, DEL, C1) would act on the reader's
+             * terminal: shown as bash's $'\xNN' between the quotes. */
+            if (u == 0xc2 && n >= 0x80 && n <= 0x9f) {
+                snprintf(one, sizeof one, "'$'\\x%02x\\x%02x''", u, n);
+                c++;
+            } else if (u < 0x20 || u == 0x7f) {
+                snprintf(one, sizeof one, "'$'\\x%02x''", u);
+            }
             append(buf, len, &o, *c == '\'' ? "'\\''" : one);
         }
         append(buf, len, &o, "'");

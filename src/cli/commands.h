@@ -68,8 +68,9 @@ int cli_parse(cli_ctx *ctx, int argc, char **argv, const char *shortopts,
 int cli_bad_value(const cli_ctx *ctx, const char *err);
 
 /*
- * Write `s` for a message: at most `max` input bytes, non-printable bytes
- * as \xNN, "..." appended when cut.  Only for echoing hostile input in an
+ * Write `s` for a message: at most `max` input bytes, control characters
+ * (C0, DEL, C1), backslashes and bytes that are not well-formed UTF-8 as
+ * \xNN, "..." appended when cut.  Only for echoing hostile input in an
  * error message; values that are used are never shortened.
  */
 const char *cli_quote(char *buf, size_t len, const char *s, size_t max);

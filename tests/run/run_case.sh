@@ -91,6 +91,17 @@ case_exec_failure() {
     assert_released "$(fence_of "$T/b.err")"
     assert_free
 
+    step "a CMD name with terminal escapes is echoed escaped"
+    set +e
+    fl run "$P" --purpose t -- $'/nonexistent/x\e]0;title\a\e[31m' 2>"$T/c.err"
+    RC=$?
+    set -e
+    [[ $RC == 127 ]] || fail "exit $RC, want 127"
+    ! grep -q $'\e' "$T/c.err" || fail "a raw ESC reached stderr"
+    grep -qF 'cannot execute /nonexistent/x\x1b]0;title\x07\x1b[31m' "$T/c.err" ||
+        fail "escaped name not shown: $(cat -v "$T/c.err")"
+    assert_released "$(fence_of "$T/c.err")"
+
     step "usage errors: 64, nothing granted"
     local args
     for args in "$P -- true" "$P --purpose t" "--purpose t -- true" \
@@ -103,7 +114,7 @@ case_exec_failure() {
         set -e
         [[ $RC == 64 ]] || fail "run $args: exit $RC, want 64"
     done
-    [[ $(fl history "$P" --json | jq '[.[] | select(.event == "granted")] | length') == 2 ]] ||
+    [[ $(fl history "$P" --json | jq '[.[] | select(.event == "granted")] | length') == 3 ]] ||
         fail "a usage error granted a lease"
 }
 

@@ -530,14 +530,35 @@ static int h_check(rq *r, const char *raw_id, int auth_style)
     const char *writer = evhttp_find_header(&kv, "writer");
     const char *token = evhttp_find_header(&kv, "token");
     if (auth_style) {
-        if (!writer)
-            writer = evhttp_find_header(hin, "X-Fleet-Writer");
-        if (!token)
-            token = evhttp_find_header(hin, "X-Fleet-Lease");
+        /* Each may come as a header (nginx passes the client's) or in the
+         * query; given twice, or both ways with different values, there is
+         * no telling which one the writer meant: refused, never guessed. */
+        static const char *const names[2][2] = {{"X-Fleet-Writer", "writer"},
+                                                {"X-Fleet-Lease", "token"}};
+        const char **vals[2] = {&writer, &token};
+        for (int k = 0; k < 2 && !st; k++) {
+            const char *h = NULL;
+            int n = 0;
+            for (const struct evkeyval *e = hin->tqh_first; e; e = e->next.tqe_next)
+                if (evutil_ascii_strcasecmp(e->key, names[k][0]) == 0 && n++ == 0)
+                    h = e->value;
+            if (n > 1 || (h && *vals[k] && strcmp(h, *vals[k]) != 0)) {
+                srv_reply_error(r->s, r->req, 400, "invalid",
+                                "%s: given %s; send it once, as the header or as ?%s=", names[k][0],
+                                n > 1 ? "more than once" : "both as a header and as ?query with "
+                                                           "different values",
+                                names[k][1]);
+                st = 400;
+            } else if (!*vals[k]) {
+                *vals[k] = h;
+            }
+        }
     }
     char *id = NULL;
     const char *provider = NULL;
-    if (auth_style) {
+    if (st) {
+        /* answered above */
+    } else if (auth_style) {
         provider = evhttp_find_header(&kv, "provider");
         if (!provider) {
             srv_reply_error(r->s, r->req, 400, "invalid", "provider: missing (?provider=ID)");

@@ -76,6 +76,15 @@ req POST "/v1/auth?provider=$P&writer=router-3"
 expect_code 403
 req GET "/v1/auth"
 expect_code 400
+# An identity given twice, or two ways that disagree, is refused, not guessed.
+req GET "/v1/auth?provider=$P" -H "X-Fleet-Writer: router-3" -H "X-Fleet-Writer: bench-1"
+expect_code 400
+req GET "/v1/auth?provider=$P&writer=bench-1" -H "X-Fleet-Writer: router-3"
+expect_code 400
+req GET "/v1/auth?provider=$P&token=$TOKEN" -H "X-Fleet-Lease: 0123456789abcdef0123456789abcdef"
+expect_code 400
+req GET "/v1/auth?provider=$P&writer=bench-1" -H "X-Fleet-Writer: bench-1"
+expect_code 204
 
 step "heartbeat by token"
 req POST "/v1/leases/$TOKEN/heartbeat"

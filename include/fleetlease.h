@@ -88,7 +88,8 @@ typedef enum fl_code {
     FL_ESTORE = 7,    /* the store answered with an error (schema, permissions, SQL) */
     FL_ENOMEM = 8,    /* out of memory */
     FL_ESYS = 9,      /* a system call failed (errno in the message) */
-    FL_EURL = 10,     /* the store URL is malformed or names an unknown scheme */
+    FL_EURL = 10,     /* the store URL is malformed, names an unknown scheme, or a
+                       * SQLite file in a directory that does not exist */
     FL_ECANCELED = 11 /* a waiting acquire was cancelled by its caller */
 } fl_code;
 
@@ -177,8 +178,11 @@ FL_EXTERN int fl_resolve_url(const char *explicit_url, char *buf, size_t len);
 
 /*
  * Open a store.  URL forms:
- *   /path/to/file.db, ./rel.db, sqlite:PATH      SQLite (created on first use,
- *                                                 parent directory included)
+ *   /path/to/file.db, ./rel.db, sqlite:PATH      SQLite (the file is created on
+ *                                                 first use; its directory must
+ *                                                 exist, FL_EURL if not, except
+ *                                                 for the default path, whose
+ *                                                 directories are created)
  *   postgresql://..., postgres://...             PostgreSQL (libpq syntax)
  * The schema is created or migrated on open, safely when many processes open
  * at once.  On failure *out is still set to a handle whose fl_errmsg() says

@@ -42,6 +42,8 @@ int fl__err_gone(fl_store *st, const char *what, const char *provider,
                          "it cannot be renewed", what, provider, at, nowbuf);
 }
 
+static int default_path(char *buf, size_t len);
+
 int fl_resolve_url(const char *explicit_url, char *buf, size_t len)
 {
     if (!buf || len == 0)
@@ -53,6 +55,12 @@ int fl_resolve_url(const char *explicit_url, char *buf, size_t len)
         u = getenv("DATABASE_URL");
     if (u && *u)
         return fl__copy(buf, len, u);
+    return default_path(buf, len);
+}
+
+/* ${XDG_STATE_HOME:-$HOME/.local/state}/fleetlease/leases.db */
+static int default_path(char *buf, size_t len)
+{
     const char *state = getenv("XDG_STATE_HOME");
     int n;
     if (state && *state) {
@@ -67,7 +75,10 @@ int fl_resolve_url(const char *explicit_url, char *buf, size_t len)
 }
 
 /* mkdir -p of the directory part of path.  Errors surface later, when
- * SQLite cannot create the file, with a message that names it. */
+ * SQLite cannot create the file, with a message that names it.  Only for
+ * the default path: a path someone typed must have its directory already,
+ * or a typo would silently make a new, empty store where every check
+ * allows and every acquire succeeds, seen by no other writer. */
 static void make_parent_dirs(const char *path)
 {
     char dir[FL_URL_MAX];
@@ -162,7 +173,24 @@ int fl_open(const char *url, fl_store **out)
     if (st->ops == &fl__sqlite_ops) {
         if (!*target)
             return fl__store_err(st, FL_EURL, "store URL: sqlite: needs a file path");
-        make_parent_dirs(target);
+        char def[FL_URL_MAX];
+        if (default_path(def, sizeof def) == FL_OK && strcmp(def, target) == 0) {
+            make_parent_dirs(target);
+        } else {
+            char dir[FL_URL_MAX];
+            fl__copy(dir, sizeof dir, target);
+            char *slash = strrchr(dir, '/');
+            struct stat sb;
+            if (slash && slash != dir) {
+                *slash = '\0';
+                if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+                    return fl__store_err(st, FL_EURL,
+                                         "store URL: the directory %s of %s does not exist; "
+                                         "create it first (only the default store's directory "
+                                         "is created)",
+                                         dir, st->display);
+            }
+        }
     }
     fl__copy(st->target, sizeof st->target, target);
     int rc = st->ops->open(st, target);

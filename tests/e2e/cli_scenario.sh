@@ -430,5 +430,9 @@ raw --db "" list
 expect_rc 64
 raw --db "mysql://nowhere/x" list
 [[ $RC -ne 0 ]] || fail "an unknown URL scheme was accepted"
+# A mistyped path must not become a new, empty store that allows everything.
+raw --db "sqlite:$T/no-such-dir/sub/leases.db" check gpu-01
+expect_rc 64
+[[ ! -e $T/no-such-dir ]] || fail "a --db path's missing directory was created"
 
 echo "PASS: cli scenario on $( [[ $DBURL == *://* ]] && echo postgresql || echo sqlite )"

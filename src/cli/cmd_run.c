@@ -271,12 +271,8 @@ static int run_parse(cli_ctx *ctx, int argc, char **argv, run_opts *o, char *hbu
         rc = cli_bad_value(ctx, err);
     else if (raw.wait && fl_parse_wait("wait", raw.wait, &o->wait_ms, err, sizeof err) != FL_OK)
         rc = cli_bad_value(ctx, err);
-    else if (raw.max_run &&
-             fl_parse_wait("max-run", raw.max_run, &o->max_run_ms, err, sizeof err) != FL_OK)
-        rc = cli_bad_value(ctx, err);
-    else if (raw.max_run && o->max_run_ms < 1000)
-        rc = cli_usage_error(ctx, "max-run: must be between 1s and 168h (7 days), got '%s'",
-                             cli_quote(err, sizeof err, raw.max_run, 32));
+    else if (raw.max_run && cli_parse_max_run(ctx, raw.max_run, &o->max_run_ms) != CLI_CONTINUE)
+        rc = FL_EXIT_USAGE;
     else if (raw.require_isolation && o->mode != FL_EXCLUSIVE)
         rc = cli_usage_error(ctx, "--require-isolation needs --mode exclusive: isolation is "
                                   "reported per exclusive lease");

@@ -397,7 +397,7 @@ static int do_add(cli_ctx *ctx, const sched_raw *o, const char **pos, int npos)
 
     fl_schedule s;
     memset(&s, 0, sizeof s);
-    char err[FL_MESSAGE_MAX], q[160];
+    char err[FL_MESSAGE_MAX];
     if (strlen(pos[1]) > FL_SCHED_NAME_MAX)
         return cli_usage_error(ctx, "name: must be 1-%d bytes of [A-Za-z0-9._-], got %zu bytes",
                                FL_SCHED_NAME_MAX, strlen(pos[1]));
@@ -437,13 +437,8 @@ static int do_add(cli_ctx *ctx, const sched_raw *o, const char **pos, int npos)
     s.ttl_ms = CLI_SCHED_TTL_MS;
     if (o->max_wait && fl_parse_wait("max-wait", o->max_wait, &s.max_wait_ms, err, sizeof err) != FL_OK)
         return cli_bad_value(ctx, err);
-    if (o->max_run) {
-        if (fl_parse_wait("max-run", o->max_run, &s.max_run_ms, err, sizeof err) != FL_OK)
-            return cli_bad_value(ctx, err);
-        if (s.max_run_ms < 1000)
-            return cli_usage_error(ctx, "max-run: must be between 1s and 168h (7 days), got '%s'",
-                                   cli_quote(q, sizeof q, o->max_run, 32));
-    }
+    if (o->max_run && cli_parse_max_run(ctx, o->max_run, &s.max_run_ms) != CLI_CONTINUE)
+        return FL_EXIT_USAGE;
     if (o->ttl && fl_parse_ttl("ttl", o->ttl, &s.ttl_ms, err, sizeof err) != FL_OK)
         return cli_bad_value(ctx, err);
 

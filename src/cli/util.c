@@ -166,6 +166,20 @@ int cli_bad_value(const cli_ctx *ctx, const char *err)
     return cli_usage_error(ctx, "%s", err);
 }
 
+int cli_parse_max_run(const cli_ctx *ctx, const char *arg, int64_t *ms)
+{
+    char err[FL_MESSAGE_MAX], q[160];
+    int64_t v = 0;
+    if (fl_parse_duration(arg, &v, err, sizeof err) != FL_OK || v < 1000 ||
+        v > CLI_MAX_RUN_MAX_MS)
+        return cli_usage_error(ctx,
+                               "max-run: must be a duration between 1s and 168h (7 days), such "
+                               "as 4h, got '%s'",
+                               cli_quote(q, sizeof q, arg, 32));
+    *ms = v;
+    return CLI_CONTINUE;
+}
+
 int cli_store_fail(const cli_ctx *ctx, fl_store *st, int code, const char *what)
 {
     const char *why = st ? fl_errmsg(st) : "";

@@ -93,7 +93,7 @@ expect 64 fl schedule add "bad name" --cron "@daily" --provider g --purpose p --
 expect 64 fl schedule add x --cron "@daily" --provider "g,bad id" --purpose p -- true
 [[ $ERR == *"provider: must be"* ]] || fail "$ERR"
 expect 64 fl schedule add x --cron "@daily" --provider g --purpose p --max-run 0 -- true
-[[ $ERR == *"max-run: must be between 1s"* ]] || fail "$ERR"
+[[ $ERR == *"max-run: must be a duration between 1s"* ]] || fail "$ERR"
 expect 64 fl schedule add x --cron "@daily" --provider g --purpose p --limit 3 -- true
 expect 64 fl schedule frob
 expect 64 fl schedule add x --cron "0 25 * * *" --provider g --purpose p --json -- true

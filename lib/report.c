@@ -64,3 +64,8 @@ int fl_report_get(fl_store *st, const char *provider, int64_t fence, fl_report *
     out->fence = fence;
     return st->ops->report_get(st, provider, fence, out);
 }
+
+int fl_report_isolated(const fl_report *r)
+{
+    return r && r->concurrent_foreign_requests == 0 && r->foreign_in_flight_at_grant == 0;
+}

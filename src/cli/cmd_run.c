@@ -71,7 +71,8 @@ const char cmd_run_usage[] =
     "                   (min(ttl/8, 10s)), then release; exit 124\n"
     "  --require-isolation  exclusive only: exit 78 unless a lease-aware gateway\n"
     "                   (fleetlease gateway) reported on this lease and no foreign\n"
-    "                   request reached the host while it was active\n"
+    "                   request was at the host while it was active (admitted\n"
+    "                   during it, or still in flight at the grant)\n"
     "\n"
     "CMD runs in its own process group with FLEETLEASE_PROVIDER, FLEETLEASE_TOKEN\n"
     "and FLEETLEASE_FENCE in its environment.  Its stdout and stdin are the\n"
@@ -813,12 +814,13 @@ static int run_isolation(const char *url, const fl_lease *l, const run_opts *o, 
             }
             fprintf(stderr, "fleetlease run: refused by writer: %s\n", line);
         }
-        bad = rep.concurrent_foreign_requests > 0;
+        bad = !fl_report_isolated(&rep);
         if (bad)
             fprintf(stderr,
                     "fleetlease run: isolation violated: %" PRId64
-                    " foreign request(s) reached %s while the lease was active\n",
-                    rep.concurrent_foreign_requests, p);
+                    " foreign request(s) reached %s while the lease was active, %" PRId64
+                    " were still in flight there when it was granted\n",
+                    rep.concurrent_foreign_requests, p, rep.foreign_in_flight_at_grant);
     }
     if (!o->require_isolation || !bad)
         return code;

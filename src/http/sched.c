@@ -406,8 +406,8 @@ out:
 /* ---- a run ---------------------------------------------------------------- */
 
 /* The isolation report of the grant, appended to the detail.  Returns 1
- * when it shows a foreign request admitted while the lease was active:
- * the measurement is then not to be trusted. */
+ * when it shows a foreign request at the host while the lease was active
+ * (fl_report_isolated): the measurement is then not to be trusted. */
 static int add_report(fl_store *st, const attempt *a, char *d, size_t len)
 {
     fl_report rep;
@@ -444,7 +444,7 @@ static int add_report(fl_store *st, const attempt *a, char *d, size_t len)
     for (size_t i = 0; i < rep.n_writers; i++)
         detail_add(d, len, "%s%s=%lld", i ? "," : " refused_by:", rep.writers[i].writer,
                    (long long)rep.writers[i].refused);
-    return rep.concurrent_foreign_requests > 0;
+    return !fl_report_isolated(&rep);
 }
 
 /* Record the run; retried while the store is unreachable (up to ~1 min),

@@ -164,7 +164,11 @@ set +e
 rc=$?
 set -e
 cat "$T/run.err" >&2
-[[ $rc -eq 0 ]] || fail "run exited $rc"
+# The cut-off request was still running at the host during the lease: the
+# run is not isolated, and --require-isolation says so.
+[[ $rc -eq 78 ]] || fail "run exited $rc, want 78 (a foreign request in flight at the grant)"
+grep -q "isolation violated: 0 foreign request(s) reached .* 1 were still in flight there" "$T/run.err" ||
+    fail "no isolation verdict: $(cat "$T/run.err")"
 grep -q "1 gateway, final): concurrent_foreign_requests=0 foreign_in_flight_at_grant=1 foreign_refused=0 foreign_cut_off=1 " "$T/run.err" ||
     fail "report after a drain timeout: $(grep isolation "$T/run.err")"
 wait "$LONG" || fail "the cut-off request did not complete"

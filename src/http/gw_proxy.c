@@ -870,9 +870,12 @@ static void build_request(gw_req *r, gw_upconn *u)
     for (int i = 0; i < r->nhdrs; i++) {
         const gw_hdr *h = &r->hdrs[i];
         const char *n = r->head + h->name;
+        /* Names with '_' are dropped, as nginx does by default: CGI and
+         * WSGI hosts fold '_' and '-' together, so X_Fleet_Fence would
+         * arrive there as the fence we set. */
         if (hop_by_hop(n, h->name_len) || name_is(n, h->name_len, "Content-Length") ||
             name_is(n, h->name_len, "Expect") || name_is(n, h->name_len, "X-Fleet-Fence") ||
-            (conn && in_list(conn, conn_len, n, h->name_len)))
+            memchr(n, '_', h->name_len) || (conn && in_list(conn, conn_len, n, h->name_len)))
             continue;
         if (name_is(n, h->name_len, "Host"))
             host = 1;

@@ -35,13 +35,13 @@ printf 'hello, upstream' >"$T/body"
 curl -sS -D "$T/h1" -o "$T/b1" -X POST --data-binary @"$T/body" \
     -H 'Connection: keep-alive, X-Secret' -H 'X-Secret: 1' -H 'Keep-Alive: timeout=5' \
     -H 'X-Fleet-Fence: 999' -H 'X-Fleet-Writer: chat' -H 'X-Custom: kept' -H 'Host: model.example' \
-    "$U/echo?echo=1"
+    -H 'X_Fleet_Fence: 4242' -H 'X_Custom: dropped' "$U/echo?echo=1"
 grep -q '^body-bytes: 15$' "$T/b1" || fail "body not forwarded: $(cat "$T/b1")"
 grep -q '^Content-Length: 15$' "$T/b1" || fail "Content-Length not set: $(cat "$T/b1")"
 grep -q '^X-Custom: kept$' "$T/b1" || fail "end-to-end header lost"
 grep -q '^Host: model.example$' "$T/b1" || fail "Host not kept: $(cat "$T/b1")"
 grep -q '^X-Fleet-Writer: chat$' "$T/b1" || fail "X-Fleet-Writer not forwarded"
-if grep -qiE '^(X-Secret|Keep-Alive|X-Fleet-Fence):' "$T/b1"; then
+if grep -qiE '^(X-Secret|Keep-Alive|X-Fleet-Fence|X_Fleet_Fence|X_Custom):' "$T/b1"; then
     fail "hop-by-hop or spoofed header forwarded: $(cat "$T/b1")"
 fi
 grep -qi '^X-Hop:' "$T/h1" && fail "response header named in Connection passed: $(cat "$T/h1")"

@@ -791,7 +791,7 @@ static void up_fail(gw_upconn *u, int timeout, int err)
     up_discard(u);
     if (!r)
         return;
-    if (!r->got_response && reused && r->idempotent && !timeout && r->tries < 3) {
+    if (!r->got_bytes && reused && r->idempotent && !timeout && r->tries < 3) {
         /* A kept-alive connection the upstream had closed: the request
          * never reached it. */
         g->m.upstream_retries++;
@@ -824,7 +824,7 @@ static void up_fail(gw_upconn *u, int timeout, int err)
     else if (!r->got_response && err)
         gw_reply_error(r, 502, "bad_gateway", "upstream %s: cannot connect or send (%s)", up,
                        strerror(err));
-    else if (!r->got_response)
+    else if (!r->got_bytes)
         gw_reply_error(r, 502, "bad_gateway",
                        "upstream %s: closed the connection before a complete response", up);
     else
@@ -1176,6 +1176,8 @@ static void up_read(gw_upconn *u)
         int blocked;
         int eof = read_some(u->fd, u->in,
                             u->head_done ? (size_t)-1 : GW_HEAD_MAX + GW_READ_SIZE, &blocked);
+        if (u->req && evbuffer_get_length(u->in) > 0)
+            u->req->got_bytes = 1; /* the host saw the request: a resend would repeat it */
         if (blocked && !u->head_done && evbuffer_get_length(u->in) > GW_HEAD_MAX) {
             up_fail(u, 0, 0);
             return;

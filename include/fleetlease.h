@@ -385,7 +385,7 @@ FL_EXTERN int fl_report_get(fl_store *st, const char *provider, int64_t fence,
  * 1 when the report shows the grant isolated: no foreign request admitted
  * while it was active, and none still in flight at the host when it was
  * granted (which happens only when a drain timed out, or when requests
- * were forwarded unguarded while the store was unreachable).  0 otherwise,
+ * were forwarded unguarded while the store was unreachable or busy).  0 otherwise,
  * or for NULL.  The one rule behind `run --require-isolation` and a
  * scheduled run's outcome.
  */

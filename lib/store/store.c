@@ -183,7 +183,9 @@ int fl_open(const char *url, fl_store **out)
             struct stat sb;
             if (slash && slash != dir) {
                 *slash = '\0';
-                if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
+                int e = stat(dir, &sb) != 0 ? errno : S_ISDIR(sb.st_mode) ? 0 : ENOTDIR;
+                /* Other errors (EACCES...) are SQLite's to report at open. */
+                if (e == ENOENT || e == ENOTDIR)
                     return fl__store_err(st, FL_EURL,
                                          "store URL: the directory %s of %s does not exist; "
                                          "create it first (only the default store's directory "

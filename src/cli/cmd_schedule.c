@@ -218,7 +218,7 @@ static void fmt_command(const char *stored, char *buf, size_t len)
     int argc = 0;
     char **v = cli_sched_decode(stored, &argc, err, sizeof err);
     if (!v) {
-        snprintf(buf, len, "%s", stored);
+        cli_quote(buf, len, stored, len); /* not ours: shown, never obeyed */
         return;
     }
     size_t o = 0;

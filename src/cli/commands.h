@@ -66,9 +66,9 @@ int cli_parse(cli_ctx *ctx, int argc, char **argv, const char *shortopts,
 
 /* Usage error for an invalid value whose message a validator wrote. */
 int cli_bad_value(const cli_ctx *ctx, const char *err);
-/* --max-run of run and schedule add: 1s..168h.  CLI_CONTINUE, or the exit
+/* --max-run of run and schedule add: 1s..FL_WAIT_MAX_MS (168h, the limit
+ * the library holds a schedule's max_run to).  CLI_CONTINUE, or the exit
  * code of the usage error it reported. */
-#define CLI_MAX_RUN_MAX_MS (168LL * 3600 * 1000)
 int cli_parse_max_run(const cli_ctx *ctx, const char *arg, int64_t *ms);
 
 /*

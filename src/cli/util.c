@@ -171,7 +171,7 @@ int cli_parse_max_run(const cli_ctx *ctx, const char *arg, int64_t *ms)
     char err[FL_MESSAGE_MAX], q[160];
     int64_t v = 0;
     if (fl_parse_duration(arg, &v, err, sizeof err) != FL_OK || v < 1000 ||
-        v > CLI_MAX_RUN_MAX_MS)
+        v > FL_WAIT_MAX_MS)
         return cli_usage_error(ctx,
                                "max-run: must be a duration between 1s and 168h (7 days), such "
                                "as 4h, got '%s'",

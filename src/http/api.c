@@ -277,7 +277,9 @@ static void abandon_done(srv_job *j)
  */
 static int abandon_if_gone(srv_job *j)
 {
-    if (!j->long_poll || j->abandoned || (j->conn && !srv_conn_client_gone(j->conn)))
+    /* No connection record: untracked (out of memory at accept), not known
+     * to be gone, as srv_jobs_check_clients also takes it. */
+    if (!j->long_poll || j->abandoned || !j->conn || !srv_conn_client_gone(j->conn))
         return 0;
     srv_job *r = srv_job_new(j->s, NULL, SRV_OP_RELEASE, "abandon", abandon_done);
     if (!r)
@@ -314,7 +316,8 @@ static void acquire_done(srv_job *j)
             log_abandoned(s, j->provider, j->holder, a, j->release_rc);
         if (j->abandoned || late) {
             srv_reply_error(s, j->req, 503, "client_gone",
-                            "granted after the client closed its connection; released again");
+                            "granted after the client closed its connection; %s",
+                            late ? "being released" : "released again");
             st = 503;
         } else {
             srv_reply_json(s, j->req, 201, cli_lease_json(&j->lease));

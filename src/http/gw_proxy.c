@@ -782,7 +782,8 @@ static void up_arm(gw_upconn *u)
 }
 
 /* The request on u failed: send it again, or answer 502/504, or cut the
- * client off if its answer had begun.  `timeout`: silence, not an error. */
+ * client off if its answer had begun.  `timeout`: silence, not an error;
+ * `err`: an errno, EPROTO for an answer that is not valid HTTP. */
 static void up_fail(gw_upconn *u, int timeout, int err)
 {
     gw *g = u->g;
@@ -821,14 +822,14 @@ static void up_fail(gw_upconn *u, int timeout, int err)
         gw_reply_error(r, 504, "upstream_timeout",
                        "upstream %s: no response within --upstream-timeout (%llds)", up,
                        (long long)(g->o.upstream_timeout_ms / 1000));
-    else if (!r->got_response && err)
+    else if (err == EPROTO)
+        gw_reply_error(r, 502, "bad_gateway", "upstream %s: sent an invalid response", up);
+    else if (!r->got_bytes && err)
         gw_reply_error(r, 502, "bad_gateway", "upstream %s: cannot connect or send (%s)", up,
                        strerror(err));
-    else if (!r->got_bytes)
+    else
         gw_reply_error(r, 502, "bad_gateway",
                        "upstream %s: closed the connection before a complete response", up);
-    else
-        gw_reply_error(r, 502, "bad_gateway", "upstream %s: sent an invalid response", up);
 }
 
 /* Write the request head (rewritten) and body to u->out. */
@@ -1127,7 +1128,7 @@ static void up_process(gw_upconn *u, int eof)
     while (!u->head_done) {
         int h = up_head(u);
         if (h < 0) {
-            up_fail(u, 0, 0);
+            up_fail(u, 0, EPROTO); /* EPROTO: an invalid answer, not a lost one */
             return;
         }
         if (h == 0) {

@@ -248,6 +248,9 @@ void gw_store_health(gw *g, int *store_ok, int64_t *age_ms, uint64_t *refreshes,
 /* Admission of a new request (r->writer, r->token filled).  Either
  * forwards it (gw_forward), parks it, or answers it (423/400); may free r. */
 void gw_admit(gw_req *r);
+/* Whether a request without a lease token would be refused now (the cached
+ * check): then no "100 Continue" invites a body that only gets a 423. */
+int gw_refuses_foreign(gw *g);
 /* A request left the in-flight set (finished, failed or aborted). */
 void gw_request_ended(gw_req *r);
 /* The loop's events for the store threads (created here, freed by the caller). */

@@ -654,6 +654,13 @@ static void shared_want(gw *g)
     submit(g, c);
 }
 
+int gw_refuses_foreign(gw *g)
+{
+    fl_verdict v;
+    char err[FL_MESSAGE_MAX];
+    return decide(g, NULL, &v, err, sizeof err) == FL_OK && !v.allowed;
+}
+
 void gw_admit(gw_req *r)
 {
     gw *g = r->g;

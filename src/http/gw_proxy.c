@@ -1536,7 +1536,13 @@ static void client_parse(gw_cconn *c)
                 return;
             }
             c->parsing = r;
-            if (cont && (c->body_left > 0 || c->body_chunked) && evbuffer_get_length(c->in) == 0)
+            /* A foreign request the lease will refuse gets no 100: the
+             * client then sends its body only after its own wait (RFC 9110
+             * 10.1.1) and gets the 423, instead of being invited to upload
+             * up to --max-body for nothing.  A token is decided after the
+             * body, as ever (it may be one the view has not seen yet). */
+            if (cont && (c->body_left > 0 || c->body_chunked) && evbuffer_get_length(c->in) == 0 &&
+                (r->token[0] || !gw_refuses_foreign(g)))
                 evbuffer_add_printf(c->out, "HTTP/1.1 100 Continue\r\n\r\n");
         }
         /* The body. */

@@ -103,6 +103,19 @@ for i in $(seq 1 10); do
         [[ $code == 200 ]] || bad=1
     done
 done
+# Expect: 100-continue during the lease: a foreign request gets no 100 (it
+# is not invited to upload a body only to be refused); the holder's does.
+expect_probe() {
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || { echo none; return; }
+    printf 'POST /v1/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n' >&3
+    [[ -n $2 ]] && printf 'X-Fleet-Lease: %s\r\n' "$2" >&3
+    printf '\r\n' >&3
+    local line
+    if IFS= read -r -t 0.6 line <&3; then echo "${line%$'\r'}"; else echo none; fi
+    exec 3>&-
+}
+expect_probe "$GA" "" >"$T/expect.foreign"
+expect_probe "$GA" "$FLEETLEASE_TOKEN" >"$T/expect.holder"
 curl -sS -o "$T/report_mid.json" -w '%{http_code}\n' \
     "http://127.0.0.1:$SP/v1/leases/$FLEETLEASE_TOKEN/report" >"$T/report_mid.code"
 echo "$FLEETLEASE_FENCE" >"$T/bench.fence"
@@ -118,6 +131,10 @@ set -e
 cat "$T/run.err" >&2
 [[ $RUN_RC -eq 0 ]] || fail "run exited $RUN_RC: $(cat "$T/run.err")"
 FENCE=$(cat "$T/bench.fence")
+[[ $(cat "$T/expect.foreign") == none ]] ||
+    fail "a foreign Expect: 100-continue was invited during the lease: $(cat "$T/expect.foreign")"
+[[ $(cat "$T/expect.holder") == "HTTP/1.1 100 Continue" ]] ||
+    fail "the holder's Expect: 100-continue got: $(cat "$T/expect.holder")"
 
 step "writers are served again after the release"
 sleep 1.5

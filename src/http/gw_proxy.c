@@ -832,6 +832,28 @@ static void up_fail(gw_upconn *u, int timeout, int err)
                        "upstream %s: closed the connection before a complete response", up);
 }
 
+/* The target in origin form: an absolute target ("http://host/p?q") loses
+ * its scheme and authority.  What is forwarded and what is matched against
+ * our own /_fleet/ paths must be the same path. */
+static void origin_form(const gw_req *r, const char **t, size_t *tl)
+{
+    *t = r->target;
+    *tl = r->target_len;
+    if (*tl > 7 && strncasecmp(*t, "http://", 7) == 0) {
+        const char *s = memchr(*t + 7, '/', *tl - 7);
+        const char *q = memchr(*t + 7, '?', *tl - 7);
+        if (q && (!s || q < s))
+            s = q;
+        if (s) {
+            *tl -= (size_t)(s - *t);
+            *t = s;
+        } else {
+            *t = "/";
+            *tl = 1;
+        }
+    }
+}
+
 /* Write the request head (rewritten) and body to u->out. */
 static void build_request(gw_req *r, gw_upconn *u)
 {
@@ -847,22 +869,9 @@ static void build_request(gw_req *r, gw_upconn *u)
             conn_len = h->value_len;
         }
     }
-    /* Origin form: an absolute target loses its scheme and authority. */
-    const char *t = r->target;
-    size_t tl = r->target_len;
-    if (tl > 7 && strncasecmp(t, "http://", 7) == 0) {
-        const char *s = memchr(t + 7, '/', tl - 7);
-        const char *q = memchr(t + 7, '?', tl - 7);
-        if (q && (!s || q < s))
-            s = q;
-        if (s) {
-            tl -= (size_t)(s - t);
-            t = s;
-        } else {
-            t = "/";
-            tl = 1;
-        }
-    }
+    const char *t;
+    size_t tl;
+    origin_form(r, &t, &tl);
     evbuffer_add_printf(o, "%s ", r->method);
     if (t[0] == '?')
         evbuffer_add(o, "/", 1);
@@ -1450,12 +1459,17 @@ static void dispatch(gw_cconn *c, gw_req *r)
     gw *g = c->g;
     c->req = r;
     event_del(&c->timer);
-    if (r->target[0] == '/' && r->target_len >= 8 && strncmp(r->target, "/_fleet/", 8) == 0) {
+    const char *t;
+    size_t tl;
+    origin_form(r, &t, &tl);
+    if (t[0] == '/' && tl >= 8 && strncmp(t, "/_fleet/", 8) == 0) {
         char path[64];
-        size_t n = strcspn(r->target, "? ");
+        size_t n = 0;
+        while (n < tl && t[n] != '?' && t[n] != ' ')
+            n++;
         if (n >= sizeof path)
             n = sizeof path - 1;
-        memcpy(path, r->target, n);
+        memcpy(path, t, n);
         path[n] = '\0';
         struct evbuffer *b = evbuffer_new();
         int code = 500;

@@ -455,7 +455,7 @@ cg_scale() {
       awk -v c="$((rows + 200))" '
         /lib\/check.c:fl_check \[/ { chk = $1 } /sqlite.c:sq_read_provider \[/ { rd = $1 }
         /:__strcmp_[a-z0-9]* \[/ { sc = $1 }
-        END { if (chk) printf "fl_check: %d instructions per call, of which the store read (sq_read_provider) %d and strcmp %d (the check cache is a list searched by provider name).\n\n", chk / c, rd / c, sc / c }'
+        END { if (chk) printf "fl_check: %d instructions per call, of which the store read (sq_read_provider) %d and strcmp %d; the rest is the check cache (a hash lookup) and the verdict.\n\n", chk / c, rd / c, sc / c }'
   } >>"$PROF"
 }
 [ "$QUICK" = 1 ] || cg_scale || true

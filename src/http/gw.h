@@ -112,7 +112,6 @@ struct gw_req {
     char token[FL_TOKEN_LEN + 1];      /* X-Fleet-Lease, "" if none */
     /* The answer. */
     int tries;                         /* upstream attempts */
-    int got_response;                  /* a response head came back and parsed */
     int got_bytes;                     /* any response byte came back: never resent */
     int headers_sent;                  /* the response head went to the client */
     int status;                        /* sent to the client (499: the client left) */

@@ -1053,7 +1053,6 @@ static int up_head(gw_upconn *u)
         gw_hdr hdrs[GW_MAX_HEADERS];
         int n = 0;
         if (parse_fields(head, eol + 2, hdrs, &n) == 0) {
-            r->got_response = 1;
             if (code < 200) {
                 rc = code == 101 ? -1 : 1; /* interim (100, 103): wait for the real one */
             } else if (start_response(r, head, head[7] - '0', code,
